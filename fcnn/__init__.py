@@ -1,0 +1,34 @@
+"""fcnn: a functional, pure-array convolutional neural network for MNIST.
+
+    params = fcnn.init("seed", seed=0)
+    logits, cache = fcnn.forward(params, x, "seed", backend="numba")
+    loss, dlogits = fcnn.softmax_cross_entropy(logits, labels)
+    grads = fcnn.backward(params, cache, dlogits)
+    params = fcnn.sgd_step(params, grads, lr=0.1)
+
+Nothing mutates its inputs; randomness comes only from the seed or Generator you pass.
+"""
+
+from fcnn.kernels import available_backends, get_backend
+from fcnn.losses import softmax_cross_entropy
+from fcnn.model import PRESETS, backward, forward, init, layer_names, loss_and_grads, predict, resolve_arch
+from fcnn.optim import momentum_step, sgd_step, zeros_like
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS",
+    "available_backends",
+    "backward",
+    "forward",
+    "get_backend",
+    "init",
+    "layer_names",
+    "loss_and_grads",
+    "momentum_step",
+    "predict",
+    "resolve_arch",
+    "sgd_step",
+    "softmax_cross_entropy",
+    "zeros_like",
+]

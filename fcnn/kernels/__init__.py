@@ -1,0 +1,96 @@
+"""Kernel backends behind one registry: pick conv2d / maxpool2d implementations by name.
+
+    backend = get_backend("numba")      # "loop", "numpy" or "numba"
+    out = backend.conv2d_forward(x, w, b, stride=1, pad=0)
+
+Every backend honours the same contract (see loop.py, the reference); the functions a
+backend hands out check their arguments first and raise ValueError on bad input.
+"""
+
+import functools
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from fcnn.kernels import contract
+
+BACKENDS = {
+    "loop": "fcnn.kernels.loop",
+    "numpy": "fcnn.kernels.vectorized",
+    "numba": "fcnn.kernels.numba",
+}
+
+
+class BackendUnavailableError(ValueError):
+    """A known backend that cannot run here (numba not importable)."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The four kernels of one backend, each checking its arguments before it runs."""
+
+    name: str
+    conv2d_forward: Callable
+    conv2d_backward: Callable
+    maxpool2d_forward: Callable
+    maxpool2d_backward: Callable
+
+
+def _contiguous(*arrays):
+    # Compiled kernels specialise on memory layout: one layout means one compilation.
+    return [np.ascontiguousarray(a) for a in arrays]
+
+
+def _checked(kernels, name):
+    """The Backend whose functions validate their arguments, then call `kernels`."""
+
+    def conv2d_forward(x, w, b, stride=1, pad=0):
+        contract.check_conv2d_forward(x, w, b, stride, pad)
+        return kernels.conv2d_forward(*_contiguous(x, w, b), int(stride), int(pad))
+
+    def conv2d_backward(dout, x, w, stride=1, pad=0):
+        contract.check_conv2d_backward(dout, x, w, stride, pad)
+        return kernels.conv2d_backward(*_contiguous(dout, x, w), int(stride), int(pad))
+
+    def maxpool2d_forward(x, size=2, stride=None):
+        contract.check_maxpool2d_forward(x, size, stride)
+        stride = size if stride is None else stride
+        return kernels.maxpool2d_forward(*_contiguous(x), int(size), int(stride))
+
+    def maxpool2d_backward(dout, x, size=2, stride=None):
+        contract.check_maxpool2d_backward(dout, x, size, stride)
+        stride = size if stride is None else stride
+        return kernels.maxpool2d_backward(*_contiguous(dout, x), int(size), int(stride))
+
+    for function in (conv2d_forward, conv2d_backward, maxpool2d_forward, maxpool2d_backward):
+        function.__doc__ = getattr(kernels, function.__name__).__doc__
+    return Backend(name, conv2d_forward, conv2d_backward, maxpool2d_forward, maxpool2d_backward)
+
+
+@functools.cache
+def get_backend(name):
+    """The Backend called `name`; ValueError for an unknown or unavailable one."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {sorted(BACKENDS)}; got {name!r}")
+    try:
+        kernels = importlib.import_module(BACKENDS[name])
+    except ImportError as error:
+        raise BackendUnavailableError(
+            f"backend {name!r} is unavailable: {error}. Install it (pip install numba) "
+            f"or use backend='numpy'"
+        ) from error
+    return _checked(kernels, name)
+
+
+def available_backends():
+    """Names of the backends that can run here, e.g. ['loop', 'numpy', 'numba']."""
+    available = []
+    for name in BACKENDS:
+        try:
+            get_backend(name)
+        except BackendUnavailableError:
+            continue
+        available.append(name)
+    return available
