@@ -83,7 +83,7 @@ def maxpool2d_output_shape(kernel, x, size, stride):
         check_int(kernel, "stride", stride, 1)
     N, C, H, W = x.shape
     if size > H or size > W:
-        raise ValueError(f"{kernel}: window {size}x{size} is larger than the input {H}x{W}")
+        raise ValueError(f"{kernel}: size {size} (a {size}x{size} window) must fit in x's {H}x{W} images")
     stride = size if stride is None else stride
     return (N, C, output_size(H, size, stride, 0), output_size(W, size, stride, 0))
 
