@@ -1,0 +1,299 @@
+"""The functional model: init, forward, backward, loss, optimisers and predict, checked
+against finite differences, against each other across backends, and for purity."""
+
+import copy
+
+import numpy as np
+import pytest
+from scipy.special import log_softmax
+
+import fcnn
+from fcnn import layers
+from fcnn.model import output_shapes
+from gradcheck import numerical_gradient, relative_error
+
+BACKENDS = ["loop", "numpy", "numba"]
+GRAD_TOLERANCE = 1e-6
+
+# Stride 2, padding, a non-square kernel, two input channels, overlapping pooling: every
+# path of forward and backward, small enough for the loop backend.
+SMALL_ARCH = [
+    {"type": "conv", "filters": 3, "kernel": [3, 2], "stride": 2, "pad": 1},
+    {"type": "relu"},
+    {"type": "maxpool", "size": 3, "stride": 1},
+    {"type": "conv", "filters": 2, "kernel": 2},
+    {"type": "flatten"},
+    {"type": "dense", "units": 5},
+    {"type": "relu"},
+    {"type": "dense", "units": 4},
+]
+SMALL_INPUT = (2, 9, 8)
+
+
+def mnist_like(n, seed=0, dtype=np.float64, shape=(1, 28, 28), classes=10):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, *shape)).astype(dtype), rng.integers(0, classes, n)
+
+
+def check_model_gradients(arch, backend, x, labels, params, coordinates_per_array=None):
+    """Largest finite-difference error over every parameter array of the model."""
+    _, grads, _ = fcnn.loss_and_grads(params, x, labels, arch, backend)
+    rng = np.random.default_rng(0)
+    errors = {}
+    for layer, arrays in params.items():
+        for key, array in arrays.items():
+            indices = None
+            if coordinates_per_array is not None and array.size > coordinates_per_array:
+                flat = rng.choice(array.size, coordinates_per_array, replace=False)
+                indices = [np.unravel_index(i, array.shape) for i in flat]
+
+            def loss():
+                return fcnn.loss_and_grads(params, x, labels, arch, backend)[0]
+
+            errors[f"{layer}.{key}"] = relative_error(grads[layer][key], numerical_gradient(loss, array, indices))
+    return errors
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_small_model_gradients_match_finite_differences(backend):
+    params = fcnn.init(SMALL_ARCH, seed=1, dtype="float64", input_shape=SMALL_INPUT)
+    x, labels = mnist_like(2, shape=SMALL_INPUT, classes=4)
+    errors = check_model_gradients(SMALL_ARCH, backend, x, labels, params)
+    assert sorted(errors) == ["conv1.b", "conv1.w", "conv2.b", "conv2.w", "dense1.b", "dense1.w", "dense2.b", "dense2.w"]
+    assert max(errors.values()) < GRAD_TOLERANCE, errors
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("arch", ["seed", "lenet5"])
+def test_preset_gradients_match_finite_differences(arch, backend):
+    # Every parameter array; the large ones on 30 random coordinates each (all of them
+    # would take minutes, and a wrong formula is wrong almost everywhere).
+    params = fcnn.init(arch, seed=2, dtype="float64")
+    x, labels = mnist_like(2)
+    errors = check_model_gradients(arch, backend, x, labels, params, coordinates_per_array=30)
+    assert set(errors) == {f"{layer}.{key}" for layer in params for key in ("w", "b")}
+    assert max(errors.values()) < GRAD_TOLERANCE, errors
+
+
+@pytest.mark.parametrize("arch", ["seed", "lenet5"])
+def test_backends_give_the_same_loss_and_gradients(arch):
+    params = fcnn.init(arch, seed=3, dtype="float64")
+    x, labels = mnist_like(2, seed=3)
+    loss, grads, _ = fcnn.loss_and_grads(params, x, labels, arch, "loop")
+    for backend in ("numpy", "numba"):
+        other_loss, other_grads, _ = fcnn.loss_and_grads(params, x, labels, arch, backend)
+        assert other_loss == pytest.approx(loss, rel=1e-12)
+        for layer in params:
+            for key in ("w", "b"):
+                np.testing.assert_allclose(other_grads[layer][key], grads[layer][key], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("arch", ["seed", "lenet5"])
+def test_init_shapes_dtypes_and_scale(arch):
+    params = fcnn.init(arch, seed=0)
+    shapes = {layer: {k: v.shape for k, v in arrays.items()} for layer, arrays in params.items()}
+    if arch == "seed":
+        assert shapes == {"conv1": {"w": (8, 1, 3, 3), "b": (8,)}, "dense1": {"w": (1352, 10), "b": (10,)}}
+    else:
+        assert shapes == {
+            "conv1": {"w": (6, 1, 5, 5), "b": (6,)}, "conv2": {"w": (16, 6, 5, 5), "b": (16,)},
+            "dense1": {"w": (400, 120), "b": (120,)}, "dense2": {"w": (120, 84), "b": (84,)},
+            "dense3": {"w": (84, 10), "b": (10,)},
+        }
+    for layer, arrays in params.items():
+        assert arrays["w"].dtype == arrays["b"].dtype == np.float32
+        assert not arrays["b"].any()
+        fan_in = np.prod(arrays["w"].shape[1:]) if layer.startswith("conv") else arrays["w"].shape[0]
+        # He init: std sqrt(2 / fan_in); with >= 72 samples the estimate is within 25 %.
+        assert arrays["w"].std() == pytest.approx(np.sqrt(2 / fan_in), rel=0.25)
+
+
+def test_init_is_reproducible_and_takes_a_generator():
+    a, b = fcnn.init("lenet5", seed=7), fcnn.init("lenet5", seed=7)
+    c = fcnn.init("lenet5", seed=np.random.default_rng(7))
+    d = fcnn.init("lenet5", seed=8)
+    for layer in a:
+        np.testing.assert_array_equal(a[layer]["w"], b[layer]["w"])
+        np.testing.assert_array_equal(a[layer]["w"], c[layer]["w"])
+        assert not np.array_equal(a[layer]["w"], d[layer]["w"])
+    assert fcnn.init("seed", dtype="float64")["conv1"]["w"].dtype == np.float64
+
+
+def test_output_shapes_follow_the_layers():
+    assert output_shapes("seed") == [(8, 26, 26), (8, 26, 26), (8, 13, 13), (1352,), (10,)]
+    assert output_shapes("lenet5")[:7] == [(6, 28, 28), (6, 28, 28), (6, 14, 14), (16, 10, 10),
+                                           (16, 10, 10), (16, 5, 5), (400,)]
+    assert fcnn.layer_names("seed") == ["conv1", "relu1", "maxpool1", "flatten1", "dense1"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_forward_accepts_flat_and_square_images(backend):
+    params = fcnn.init("seed", seed=0)
+    x, _ = mnist_like(2, dtype=np.float32)
+    logits, _ = fcnn.forward(params, x, "seed", backend)
+    assert logits.shape == (2, 10) and logits.dtype == np.float32
+    np.testing.assert_array_equal(fcnn.forward(params, x.reshape(2, 784), "seed", backend)[0], logits)
+    np.testing.assert_array_equal(fcnn.forward(params, x.reshape(2, 28, 28), "seed", backend)[0], logits)
+
+
+def deep_copy(tree):
+    return copy.deepcopy(tree)
+
+
+def assert_same_tree(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_same_tree(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for item_a, item_b in zip(a, b):
+            assert_same_tree(item_a, item_b)
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_public_functions_do_not_modify_their_inputs(backend):
+    arch = [dict(spec) for spec in fcnn.PRESETS["seed"]]
+    params = fcnn.init(arch, seed=0)
+    x, labels = mnist_like(3, dtype=np.float32)
+    originals = deep_copy((arch, params, x, labels))
+
+    logits, cache = fcnn.forward(params, x, arch, backend)
+    cache_before = deep_copy(cache)
+    loss, dlogits = fcnn.softmax_cross_entropy(logits, labels)
+    logits_before, dlogits_before = logits.copy(), dlogits.copy()
+    grads = fcnn.backward(params, cache, dlogits)
+    grads_before = deep_copy(grads)
+    velocity = fcnn.zeros_like(params)
+    fcnn.sgd_step(params, grads, lr=0.1)
+    fcnn.momentum_step(params, grads, velocity, lr=0.1, momentum=0.9)
+    fcnn.loss_and_grads(params, x, labels, arch, backend)
+    fcnn.predict(params, x, arch, backend, batch_size=2)
+
+    assert_same_tree((arch, params, x, labels), originals)
+    assert_same_tree(cache, cache_before)
+    assert_same_tree(grads, grads_before)
+    assert_same_tree(velocity, fcnn.zeros_like(params))
+    np.testing.assert_array_equal(logits, logits_before)
+    np.testing.assert_array_equal(dlogits, dlogits_before)
+
+
+def test_softmax_cross_entropy_matches_scipy_and_finite_differences():
+    rng = np.random.default_rng(0)
+    logits, labels = rng.standard_normal((5, 7)) * 3, rng.integers(0, 7, 5)
+    loss, dlogits = fcnn.softmax_cross_entropy(logits, labels)
+    assert loss == pytest.approx(-log_softmax(logits, axis=1)[np.arange(5), labels].mean(), rel=1e-12)
+    numeric = numerical_gradient(lambda: fcnn.softmax_cross_entropy(logits, labels)[0], logits)
+    assert relative_error(dlogits, numeric) < GRAD_TOLERANCE
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_cross_entropy_is_finite_for_huge_logits(dtype):
+    logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], dtype)
+    loss, dlogits = fcnn.softmax_cross_entropy(logits, np.array([1, 2]))
+    # Sample 0 puts all its mass on the wrong class: loss 2e4 / 2 samples.
+    assert loss == pytest.approx(1e4)
+    assert np.isfinite(dlogits).all() and dlogits.dtype == dtype
+    np.testing.assert_allclose(dlogits, [[0.5, -0.5, 0.0], [0.0, 0.0, 0.0]], atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.array([0, 10]), r"labels must lie in 0..9; got values from 0 to 10"),
+        (np.array([-1, 0]), r"labels must lie in 0..9; got values from -1 to 0"),
+        (np.array([0.0, 1.0]), r"labels must be \(2,\) integers; got shape \(2,\) dtype float64"),
+        (np.array([0, 1, 2]), r"labels must be \(2,\) integers; got shape \(3,\)"),
+    ],
+)
+def test_softmax_cross_entropy_refuses_bad_labels(labels, message):
+    with pytest.raises(ValueError, match=message):
+        fcnn.softmax_cross_entropy(np.zeros((2, 10)), labels)
+
+
+def test_relu_and_dense_gradients_match_finite_differences():
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((3, 4)), rng.standard_normal((4, 5)), rng.standard_normal(5)
+    dout = rng.standard_normal((3, 5))
+    dx, dw, db = layers.dense_backward(dout, x, w)
+
+    def dense_loss():
+        return float(np.sum(dout * layers.dense_forward(x, w, b)))
+
+    for analytic, array in ((dx, x), (dw, w), (db, b)):
+        assert relative_error(analytic, numerical_gradient(dense_loss, array)) < GRAD_TOLERANCE
+    dout = rng.standard_normal(x.shape)
+    numeric = numerical_gradient(lambda: float(np.sum(dout * layers.relu_forward(x))), x)
+    assert relative_error(layers.relu_backward(dout, x), numeric) < GRAD_TOLERANCE
+
+
+def test_sgd_and_momentum_follow_their_formulas():
+    params = fcnn.init("seed", seed=0, dtype="float64")
+    rng = np.random.default_rng(1)
+    grads = {layer: {k: rng.standard_normal(v.shape) for k, v in arrays.items()} for layer, arrays in params.items()}
+    stepped = fcnn.sgd_step(params, grads, lr=0.5)
+    np.testing.assert_allclose(stepped["conv1"]["w"], params["conv1"]["w"] - 0.5 * grads["conv1"]["w"])
+
+    # Two momentum steps with the same gradient g: v1 = g, v2 = 0.9 g + g; p2 = p - lr (v1 + v2).
+    velocity = fcnn.zeros_like(params)
+    p1, v1 = fcnn.momentum_step(params, grads, velocity, lr=0.1, momentum=0.9)
+    p2, v2 = fcnn.momentum_step(p1, grads, v1, lr=0.1, momentum=0.9)
+    g = grads["dense1"]["w"]
+    np.testing.assert_allclose(v2["dense1"]["w"], 1.9 * g)
+    np.testing.assert_allclose(p2["dense1"]["w"], params["dense1"]["w"] - 0.1 * 2.9 * g)
+
+
+def test_optimisers_keep_float32_and_refuse_mismatched_trees():
+    params = fcnn.init("seed", seed=0)
+    grads = {layer: {k: np.ones_like(v, dtype=np.float64) for k, v in arrays.items()} for layer, arrays in params.items()}
+    assert fcnn.sgd_step(params, grads, lr=0.1)["dense1"]["w"].dtype == np.float32
+    del grads["dense1"]
+    with pytest.raises(ValueError, match=r"grads must have the structure of params"):
+        fcnn.sgd_step(params, grads, lr=0.1)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_predict_in_batches_equals_one_big_forward(backend):
+    params = fcnn.init("lenet5", seed=0)
+    x, _ = mnist_like(23, dtype=np.float32)
+    expected = fcnn.forward(params, x, "lenet5", backend)[0].argmax(axis=1)
+    np.testing.assert_array_equal(fcnn.predict(params, x, "lenet5", backend, batch_size=5), expected)
+    assert fcnn.predict(params, x[:0], "lenet5", backend).shape == (0,)
+
+
+@pytest.mark.parametrize("arch", ["seed", "lenet5"])
+def test_a_few_sgd_steps_fit_a_fixed_batch(arch):
+    params = fcnn.init(arch, seed=0)
+    x, labels = mnist_like(16, dtype=np.float32)
+    first_loss = None
+    for _ in range(30):
+        loss, grads, _ = fcnn.loss_and_grads(params, x, labels, arch, "numpy")
+        first_loss = loss if first_loss is None else first_loss
+        params = fcnn.sgd_step(params, grads, lr=0.05)
+    # Random labels on 16 images can be memorised: the loss must fall well below ln 10.
+    assert loss < 0.5 * first_loss
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: fcnn.init("resnet"), r"arch must be one of the presets \['lenet5', 'seed'\] or a list of layers; got 'resnet'"),
+        (lambda: fcnn.init([{"type": "pool"}]), r"arch\[0\]: layer type must be one of"),
+        (lambda: fcnn.init([{"type": "conv", "filters": 2}]), r"arch\[0\] \(conv\): missing required key 'kernel'"),
+        (lambda: fcnn.init([{"type": "dense", "units": 3, "size": 2}]), r"arch\[0\] \(dense\): unknown keys \['size'\]"),
+        (lambda: fcnn.init([{"type": "dense", "units": 3}]), r"dense1: needs flat input; got shape \(1, 28, 28\)"),
+        (lambda: fcnn.init("seed", dtype="int32"), r"dtype must be float32 or float64; got int32"),
+        (lambda: fcnn.forward(fcnn.init("seed"), np.zeros((1, 784), np.uint8), "seed"), r"x must be a float array .*got uint8"),
+        (lambda: fcnn.forward(fcnn.init("seed"), np.zeros((1, 3, 28, 28), np.float32), "seed"), r"x must be \(N, 1, H, W\) images.*got shape \(1, 3, 28, 28\)"),
+        (lambda: fcnn.forward(fcnn.init("seed"), np.zeros((1, 784), np.float32), "seed", "gpu"), r"backend must be one of"),
+        (lambda: fcnn.forward(fcnn.init("seed"), np.zeros((1, 784), np.float32), "lenet5"), r"params must have the layers"),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_message(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
