@@ -138,8 +138,9 @@ def plot_curves(metrics, path, dpi=DPI):
         loss_axes.plot(positions, step_losses, color="tab:blue", alpha=0.2, linewidth=0.6, label="each step")
         loss_axes.plot(positions, exponential_moving_average(step_losses), color="tab:blue",
                        label="moving average")
-    loss_axes.plot(epochs, [record["train_loss"] for record in metrics], "o", color="tab:orange",
-                   label="epoch mean")
+    # An epoch's mean loss is drawn mid-epoch, among the steps it averages.
+    loss_axes.plot([epoch - 0.5 for epoch in epochs], [record["train_loss"] for record in metrics], "o",
+                   color="tab:orange", label="epoch mean")
     loss_axes.set(xlabel="epoch", ylabel="cross-entropy loss", title="training loss", yscale="log")
     loss_axes.legend()
 

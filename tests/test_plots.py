@@ -3,6 +3,7 @@ metrics file round-trips, the confusion counts match a hand count, and a missing
 gives the install command."""
 
 import json
+import runpy
 import struct
 import subprocess
 import sys
@@ -79,6 +80,43 @@ def test_plot_run_script_exits_2_with_the_hint_without_matplotlib(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2, result.stderr
     assert 'pip install -e ".[plot]"' in result.stderr
+
+
+def plot_run_main():
+    return runpy.run_path(str(REPO / "scripts" / "plot_run.py"))["main"]
+
+
+@pytest.fixture
+def saved_run(run, tmp_path):
+    """The run saved as a checkpoint (metrics inside it, no metrics file beside it), and a small
+    .npz of its 300 test digits for --data."""
+    from fcnn.checkpoint import save_checkpoint
+
+    checkpoint = tmp_path / "run.npz"
+    save_checkpoint(checkpoint, arch=run["arch"], params=run["params"], velocity=fcnn.zeros_like(run["params"]),
+                    epoch=len(run["metrics"]), rng_state=np.random.default_rng(0).bit_generator.state,
+                    metrics=run["metrics"])
+    data = tmp_path / "digits.npz"
+    np.savez(data, x_train=run["x_test"], y_train=run["y_test"], x_test=run["x_test"], y_test=run["y_test"])
+    return checkpoint, data
+
+
+def test_plot_run_script_draws_the_four_pictures_of_a_checkpoint(saved_run, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    checkpoint, data = saved_run
+    assert plot_run_main()([str(checkpoint), "--data", str(data), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out.split()
+    assert [Path(line).name for line in printed] == ["curves.png", "filters.png", "confusion.png", "mistakes.png"]
+    assert all(Path(line).stat().st_size > 0 for line in printed)
+
+
+def test_plot_run_script_exits_1_naming_the_bad_metrics_line(saved_run, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    checkpoint, data = saved_run
+    metrics = tmp_path / "bad.metrics.jsonl"
+    metrics.write_text('{"epoch": 1}\n')
+    assert plot_run_main()([str(checkpoint), "--data", str(data), "--metrics", str(metrics)]) == 1
+    assert f"{metrics}, line 1: missing keys" in capsys.readouterr().err
 
 
 def test_plot_curves_writes_png_of_requested_size(run, tmp_path):
