@@ -57,6 +57,7 @@ def run():
 
 
 def test_require_matplotlib_returns_pyplot_drawing_to_files_with_agg():
+    pytest.importorskip("matplotlib")
     code = "import fcnn.plots; print(fcnn.plots.require_matplotlib().get_backend())"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.strip().lower() == "agg"
