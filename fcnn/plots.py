@@ -147,12 +147,9 @@ def plot_curves(metrics, path, dpi=DPI):
     for key, label, color in (("train_accuracy", "train", "tab:blue"), ("test_accuracy", "test", "tab:green")):
         points = [(record["epoch"], 100 * record[key]) for record in metrics if record.get(key) is not None]
         if points:
-            accuracy_axes.plot(*zip(*points), "o-", color=color, label=label)
-            accuracy_axes.annotate(f"{points[-1][1]:.2f} %", points[-1], textcoords="offset points",
-                                   xytext=(0, 6), ha="center", color=color)
+            accuracy_axes.plot(*zip(*points), "o-", color=color, label=f"{label} (last: {points[-1][1]:.2f} %)")
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy per epoch")
     accuracy_axes.set_xticks(epochs)
-    accuracy_axes.margins(y=0.15)  # room for the value written above the last point
     if accuracy_axes.has_data():
         accuracy_axes.legend(loc="lower right")
     figure.tight_layout()
