@@ -1,0 +1,278 @@
+"""Check a learner's kernel against the reference, case by case, and say where it first goes wrong.
+
+Each case: call the learner's function on copies of the inputs, then check in this order that it
+did not raise, left its inputs alone, returned the right number and kinds of things, with the
+right shapes and dtypes, and values close to the expected ones. The first failure ends the check.
+"""
+
+import textwrap
+import traceback
+from dataclasses import dataclass
+
+import numpy as np
+
+from fcnn.exercises.catalog import get_exercise
+
+# float64: the inputs are O(1) and every output is a sum of at most a few hundred terms, so a
+# different order of summation moves it by ~1e-14 relative; 1e-7 leaves room for any honest
+# order while a missing or extra term moves values by 1e-2 or more. atol (times the largest
+# expected magnitude, at least 1) covers entries that cancel to ~0.
+RTOL_FLOAT64, ATOL_FLOAT64 = 1e-7, 1e-9
+# float32 keeps ~7 digits and a reordered sum of a hundred terms loses up to ~1e-5 of its scale.
+RTOL_FLOAT32, ATOL_FLOAT32 = 1e-4, 1e-5
+# Central differences carry ~1e-9 of rounding error (see gradcheck.EPS); 1e-6 sits well above
+# that and far below a wrong gradient.
+RTOL_GRADCHECK, ATOL_GRADCHECK = 1e-6, 1e-6
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Where a check stopped: the case (number and name), what went wrong, and a hint if one is known."""
+
+    case_number: int
+    case_name: str
+    message: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """The verdict on one kernel; str(report) is the text the command line prints."""
+
+    kernel: str
+    passed: bool
+    cases_passed: int
+    cases_total: int
+    failure: Failure | None = None
+
+    def summary(self):
+        """One line: PASS or FAIL, the kernel, and how many cases passed."""
+        verdict = "PASS" if self.passed else "FAIL"
+        return f"{verdict} {self.kernel}: {self.cases_passed} of {self.cases_total} cases passed"
+
+    def details(self):
+        """What went wrong, in a few indented lines ('' when the kernel passed)."""
+        if self.failure is None:
+            return ""
+        failure = self.failure
+        lines = [f"{self.kernel}, case {failure.case_number} of {self.cases_total}: {failure.case_name}"]
+        lines += ["  " + line for line in failure.message.splitlines()]
+        if failure.hint:
+            lines.append(textwrap.fill(failure.hint, width=96, initial_indent="  hint: ",
+                                       subsequent_indent="        ", break_on_hyphens=False))
+        return "\n".join(lines)
+
+    def __str__(self):
+        details = self.details()
+        return self.summary() + ("\n\n" + details if details else "")
+
+
+class CaseFailed(Exception):
+    """Raised inside a case to stop the check with a message and maybe a hint."""
+
+    def __init__(self, message, hint=None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def check(function, kernel=None):
+    """Run `function` through the ladder of `kernel` (default: the function's own name) -> Report."""
+    kernel = kernel or getattr(function, "__name__", None)
+    exercise = get_exercise(kernel)
+    cases = exercise.cases()
+    for number, case in enumerate(cases, start=1):
+        try:
+            run_case(function, exercise, case)
+        except CaseFailed as failed:
+            hint = failed.hint or case.hint
+            return Report(kernel, False, number - 1, len(cases),
+                          Failure(number, case.name, failed.message, hint))
+    return Report(kernel, True, len(cases), len(cases))
+
+
+def run_case(function, exercise, case):
+    """Call `function` on one case and raise CaseFailed at the first thing wrong."""
+    inputs = describe_inputs(exercise.reference, case.args)
+    args = tuple(_copy(a) for a in case.args)
+    try:
+        with np.errstate(all="ignore"):
+            result = function(*args)
+    except NotImplementedError:
+        raise CaseFailed(f"{exercise.name} is not implemented yet (it raises NotImplementedError).",
+                         "replace the `raise NotImplementedError` line with your code.") from None
+    except Exception as error:  # the learner's bug, whatever it is, is reported, not re-raised
+        raise CaseFailed(f"inputs: {inputs}\nyour function raised an exception:\n"
+                         + learner_traceback(error, function),
+                         _error_hint(exercise, error)) from None
+    for name, given, kept in zip(_parameter_names(exercise.reference, case.args), args, case.args):
+        _check_unchanged(name, given, kept, inputs)
+
+    expected_args = tuple(_as_float64(a) for a in case.args)
+    make_expected = case.expected or exercise.reference
+    expected = _as_tuple(make_expected(*expected_args))
+    actual = _unpack(result, exercise, inputs)
+    dtype = _float_dtype(case.args)
+    if case.expected is not None:
+        tolerance = (RTOL_GRADCHECK, ATOL_GRADCHECK)
+    elif dtype == np.float32:
+        tolerance = (RTOL_FLOAT32, ATOL_FLOAT32)
+    else:
+        tolerance = (RTOL_FLOAT64, ATOL_FLOAT64)
+    for position, name in enumerate(exercise.outputs):
+        problem = _compare(name, actual[position], expected[position], dtype, tolerance,
+                           name in exercise.scalars)
+        if problem:
+            raise CaseFailed(f"inputs: {inputs}\n{problem}",
+                             _diagnose(exercise, position, actual[position], expected[position],
+                                       expected_args, tolerance))
+
+
+def _copy(value):
+    return value.copy() if isinstance(value, np.ndarray) else value
+
+
+def _as_float64(value):
+    if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating):
+        return value.astype(np.float64)
+    return value
+
+
+def _as_tuple(outputs):
+    return outputs if isinstance(outputs, tuple) else (outputs,)
+
+
+def _float_dtype(args):
+    """The dtype of the case's float arrays (float32 or float64)."""
+    return next(a.dtype for a in args if isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.floating))
+
+
+def _parameter_names(reference, args):
+    return reference.__code__.co_varnames[:len(args)]
+
+
+def describe_inputs(reference, args):
+    """'dout (1, 1, 2, 2), x (1, 1, 4, 4), stride=1, float64': shapes of arrays, values of the rest."""
+    parts = []
+    for name, value in zip(_parameter_names(reference, args), args):
+        parts.append(f"{name} {value.shape}" if isinstance(value, np.ndarray) else f"{name}={value!r}")
+    defaults = reference.__code__.co_varnames[len(args):reference.__code__.co_argcount]
+    if defaults:
+        parts.append(f"{' and '.join(defaults)} left to their defaults")
+    parts.append(str(_float_dtype(args)))
+    return ", ".join(parts)
+
+
+def learner_traceback(error, function):
+    """The traceback lines that point into the learner's own file, then the error itself."""
+    filename = _source_file(function)
+    lines = [f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n    {frame.line}'
+             for frame in traceback.extract_tb(error.__traceback__) if frame.filename == filename]
+    lines.append(f"{type(error).__name__}: {error}")
+    return "\n".join(lines)
+
+
+def _source_file(function):
+    # numba's compiled functions keep the Python original in py_func.
+    function = getattr(function, "py_func", function)
+    code = getattr(function, "__code__", None)
+    return code.co_filename if code else None
+
+
+def _error_hint(exercise, error):
+    for error_type, text, hint in exercise.error_hints:
+        if isinstance(error, error_type) and text in str(error):
+            return hint
+    return None
+
+
+def _check_unchanged(name, given, kept, inputs):
+    """The learner must not write into an array it was given."""
+    if not isinstance(kept, np.ndarray):
+        return
+    if given.shape != kept.shape or not np.array_equal(given, kept, equal_nan=True):
+        where = ""
+        if given.shape == kept.shape:
+            index = tuple(int(k) for k in np.argwhere(given != kept)[0])
+            where = f" (first change at index {index}: was {kept[index]:.6g}, now {given[index]:.6g})"
+        raise CaseFailed(f"inputs: {inputs}\nyour function changed its input {name}{where}.",
+                         f"never write into {name}: work on a copy ({name}.copy()) or in a new array; "
+                         f"the caller still needs {name} as it was.")
+
+
+def _unpack(result, exercise, inputs):
+    """The learner's result as a tuple of outputs, or CaseFailed if it is not shaped like the reference's."""
+    names = exercise.outputs
+    if len(names) == 1:
+        result = (result,)
+    elif not isinstance(result, (tuple, list)) or len(result) != len(names):
+        found = (f"{type(result).__name__} of {len(result)} items" if isinstance(result, (tuple, list))
+                 else type(result).__name__)
+        raise CaseFailed(f"inputs: {inputs}\nexpected a tuple ({', '.join(names)}); got a {found}.")
+    for name, value in zip(names, result):
+        if name in exercise.scalars:
+            if not (isinstance(value, (int, float, np.number)) or
+                    (isinstance(value, np.ndarray) and value.ndim <= 1)):
+                raise CaseFailed(f"inputs: {inputs}\n{name} must be a number; got {type(value).__name__}.")
+        elif not isinstance(value, np.ndarray):
+            raise CaseFailed(f"inputs: {inputs}\n{name} must be a numpy array; got {type(value).__name__}.")
+    return tuple(result)
+
+
+def _tolerance_mask(actual, expected, tolerance):
+    """True where actual is close enough to expected (nan and inf are never close)."""
+    rtol, atol = tolerance
+    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+    return np.isfinite(actual) & np.isclose(actual, expected, rtol=rtol, atol=atol * scale)
+
+
+def _compare(name, actual, expected, dtype, tolerance, scalar):
+    """What is wrong with one output (shape, dtype, values), or None if it is right."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    if actual.shape != expected.shape:
+        return f"{name} has shape {actual.shape}; expected {expected.shape}."
+    if not scalar and actual.dtype != dtype:
+        return f"{name} has dtype {actual.dtype}; expected {dtype} (the dtype of the inputs)."
+    if not np.issubdtype(actual.dtype, np.number):
+        return f"{name} has dtype {actual.dtype}; expected numbers."
+    close = _tolerance_mask(actual.astype(np.float64), expected, tolerance)
+    if close.all():
+        return None
+    if scalar:
+        return f"{name} is wrong: expected {float(expected):.6g}, got {float(actual):.6g}."
+    index = tuple(int(k) for k in np.argwhere(~close)[0])
+    return (f"{name} is wrong at index {index}: expected {expected[index]:.6g}, got {actual[index]:.6g} "
+            f"({int((~close).sum())} of {close.size} values differ).")
+
+
+def _matches(actual, candidate, tolerance):
+    actual = np.asarray(actual)
+    candidate = np.asarray(candidate)
+    if actual.shape != candidate.shape or not np.issubdtype(actual.dtype, np.number):
+        return False
+    return bool(_tolerance_mask(actual.astype(np.float64), candidate, tolerance).all())
+
+
+def _diagnose(exercise, position, actual, expected, args, tolerance):
+    """The hint of the first known mistake whose output equals the learner's, or of a generic signature."""
+    for mistake in exercise.mistakes:
+        try:
+            with np.errstate(all="ignore"):
+                candidate = mistake.output(*args)
+        except (IndexError, ValueError):  # the mistake cannot be made on these shapes
+            continue
+        if candidate is None:
+            continue
+        candidate = _as_tuple(candidate)[position]
+        if _matches(actual, candidate, tolerance) and not _matches(candidate, expected, tolerance):
+            return mistake.hint
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    if exercise.nonfinite_hint and np.all(np.isfinite(expected)) and not np.all(np.isfinite(actual)):
+        return exercise.nonfinite_hint
+    if exercise.shape_rule and actual.ndim == expected.ndim and actual.shape != expected.shape:
+        differences = {abs(a - e) for a, e in zip(actual.shape, expected.shape)}
+        if differences <= {0, 1}:
+            return f"the output shape is off by one: {exercise.shape_rule}."
+    return None
