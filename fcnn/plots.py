@@ -51,13 +51,17 @@ def require_matplotlib():
     return pyplot
 
 
-def _new_figure(kind, dpi):
-    """A Figure drawn by Agg, outside pyplot's registry so nothing has to be closed."""
+def _new_figure(kind, dpi, stacks=1):
+    """A Figure drawn by Agg, outside pyplot's registry so nothing has to be closed.
+
+    Its size is FIGURE_INCHES[kind], the height repeated `stacks` times.
+    """
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=FIGURE_INCHES[kind], dpi=dpi)
+    width, height = FIGURE_INCHES[kind]
+    figure = Figure(figsize=(width, height * stacks), dpi=dpi)
     FigureCanvasAgg(figure)
     return figure
 
@@ -179,7 +183,8 @@ def plot_filters(params, arch, image, path, backend="numpy", dpi=DPI):
     """The first conv layer's kernels (input channel 0) above the feature maps they make of one digit.
 
     Feature maps are the conv output before ReLU, out[f] = b[f] + (w[f] * image) (cross-correlation).
-    Colours are symmetric about zero: red positive, blue negative. Returns the written Path.
+    Colours are symmetric about zero: red positive, blue negative. Eight filters to a row; each
+    further row of eight adds the figure's height again. Returns the written Path.
     """
     name, spec = first_conv_layer(arch)
     w, b = params[name]["w"], params[name]["b"]
@@ -189,7 +194,7 @@ def plot_filters(params, arch, image, path, backend="numpy", dpi=DPI):
     filters = w.shape[0]
     columns = min(filters, 8)
     row_pairs = math.ceil(filters / columns)
-    figure = _new_figure("filters", dpi)
+    figure = _new_figure("filters", dpi, stacks=row_pairs)
     grid = figure.add_gridspec(2 * row_pairs, columns + 1)
     digit_axes = figure.add_subplot(grid[:, 0])
     digit_axes.imshow(x[0, 0], cmap="gray_r")

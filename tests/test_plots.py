@@ -145,6 +145,18 @@ def test_plot_filters_draws_lenet5_whose_first_conv_pads(tmp_path):
     assert png_size(path) == expected_size("filters")
 
 
+def test_plot_filters_stacks_a_second_row_for_sixteen_filters(tmp_path):
+    pytest.importorskip("matplotlib")
+    image = np.zeros((28, 28), np.uint8)
+    sizes = {}
+    for filters in (8, 16):
+        arch = [{"type": "conv", "filters": filters, "kernel": 3}, {"type": "flatten"}, {"type": "dense", "units": 10}]
+        path = plots.plot_filters(fcnn.init(arch), arch, image, tmp_path / f"{filters}.png", dpi=DPI)
+        sizes[filters] = png_size(path)
+    assert sizes[8] == expected_size("filters")
+    assert sizes[16] == (sizes[8][0], 2 * sizes[8][1])
+
+
 def test_plot_confusion_writes_png_of_requested_size(run, tmp_path):
     pytest.importorskip("matplotlib")
     y_pred = fcnn.predict(run["params"], scale(run["x_test"]), run["arch"])
