@@ -90,7 +90,7 @@ def load_mnist(path=None, verify=False):
     """
     if path is None:
         return load_idx_directory(BUNDLED_DIR, find_idx_files(BUNDLED_DIR), verify=True)
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.is_file():
         if path.suffix != ".npz":
             raise DataFormatError(
@@ -314,15 +314,16 @@ def load_csv_directory(csv_files):
 # A record: label then 784 pixels, each a plain decimal integer of one to three digits.
 CSV_RECORD = re.compile(rb"[0-9]{1,3}(?:,[0-9]{1,3}){%d}\r?" % PIXELS)
 CSV_CELL = re.compile(rb"[0-9]{1,3}")
+CSV_ALPHABET = b"0123456789,\r"
 
 
 def read_csv(path):
     """The CSV release of MNIST (raw or gzipped) -> images uint8 (N, 28, 28), labels uint8 (N,).
 
     One image per line: the label 0..9, then the 784 pixels 0..255 row by row, comma-separated,
-    plain decimal integers. An optional first line is a header whose first cell is `label`
-    and which has 785 cells (Kaggle writes `label,pixel0,...` or `label,1x1,...`). The file
-    may end with one newline; any other empty line is an error, as is every malformed cell.
+    plain decimal integers (no spaces, signs or decimal points). An optional first line is a
+    header whose first cell is `label` and which has 785 cells (Kaggle writes `label,pixel0,...`
+    or `label,1x1,...`). The file may end with one newline; any other empty line is an error.
     """
     path = Path(path)
     lines = read_bytes(path).split(b"\n")
@@ -332,10 +333,10 @@ def read_csv(path):
     records = lines[first_record:]
     if not records:
         raise DataFormatError(f"{path}: no records (expected lines of a label then {PIXELS} pixels)")
-    for index, line in enumerate(records):
-        if CSV_RECORD.fullmatch(line) is None:
-            raise DataFormatError(f"{path}, line {first_record + index + 1}: {csv_line_problem(line)}")
-    values = np.loadtxt(records, delimiter=",", dtype=np.int16, comments=None, ndmin=2)
+    values = parse_csv_records(records)
+    if values is None:
+        index, problem = first_bad_record(records)
+        raise DataFormatError(f"{path}, line {first_record + index + 1}: {problem}")
     bad = first_outside(values[:, 1:], 0, 255)
     if bad is not None:
         row, column = divmod(bad, PIXELS)
@@ -348,9 +349,35 @@ def read_csv(path):
     return values[:, 1:].astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE), values[:, 0].astype(np.uint8)
 
 
+def parse_csv_records(records):
+    """Record lines -> int16 (N, 785), or None if any line is not 785 comma-separated integers.
+
+    np.loadtxt is the fast parser but is laxer than the format (it skips blank lines, accepts
+    spaces and signs); the byte filter and the shape check close those gaps, which costs far
+    less than matching CSV_RECORD against every line (measured: about 0.1 s against 0.9 s for
+    60,000 lines). On None the caller looks for the line to blame.
+    """
+    if any(line.translate(None, CSV_ALPHABET) for line in records):
+        return None
+    try:
+        values = np.loadtxt(records, delimiter=",", dtype=np.int16, comments=None, ndmin=2)
+    except ValueError:
+        return None
+    return values if values.shape == (len(records), 1 + PIXELS) else None
+
+
+def first_bad_record(records):
+    """(index, what is wrong) for the first line that is not a record."""
+    for index, line in enumerate(records):
+        problem = csv_line_problem(line)
+        if problem is not None:
+            return index, problem
+    raise AssertionError("np.loadtxt refused lines that all have the form of a record")
+
+
 def is_csv_header(line, path):
     """True if the first line is a valid header, False if it is a record; a broken header raises."""
-    cells = line.rstrip(b"\r").split(b",")
+    cells = line.removesuffix(b"\r").split(b",")
     if CSV_CELL.fullmatch(cells[0]):
         return False
     first = cells[0].strip().strip(b'"').lower()
@@ -363,30 +390,33 @@ def is_csv_header(line, path):
 
 
 def csv_line_problem(line):
-    """Say what is wrong with a line that is not a record: its cell count, or its first bad cell."""
-    cells = line.rstrip(b"\r").split(b",")
+    """None for a record; otherwise what is wrong: the cell count, or the first bad cell."""
+    if CSV_RECORD.fullmatch(line):
+        return None
+    cells = line.removesuffix(b"\r").split(b",")
     if len(cells) != 1 + PIXELS:
         return f"expected {1 + PIXELS} comma-separated cells (label, then {PIXELS} pixels); found {len(cells)}"
-    for column, cell in enumerate(cells, start=1):
-        if CSV_CELL.fullmatch(cell) is None:
-            return f"cell {cell[:20]!r} in column {column} is not a whole number 0..255"
-    return "not a record"  # unreachable while CSV_RECORD and CSV_CELL agree
+    column, cell = next((column, cell) for column, cell in enumerate(cells, start=1) if not CSV_CELL.fullmatch(cell))
+    meaning = "the label, 0..9" if column == 1 else "a pixel, 0..255"
+    return f"cell {cell[:20]!r} in column {column} ({meaning}) is not a plain whole number of 1-3 digits"
 
 
 def read_npz(path):
     """A Keras-layout .npz -> (x_train, y_train, x_test, y_test), validated and as uint8."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise DataFormatError(f"{path}: a single .npy array, not an .npz archive with {', '.join(NPZ_KEYS)}")
-            missing = [key for key in NPZ_KEYS if key not in archive.files]
-            if missing:
-                raise DataFormatError(f"{path}: missing arrays {missing}; found {sorted(archive.files)}")
-            arrays = {key: archive[key] for key in NPZ_KEYS}
-    except DataFormatError:
-        raise
+        archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataFormatError(f"{path}: cannot read as .npz: {error}") from error
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataFormatError(f"{path}: holds a single .npy array, not an .npz archive of {', '.join(NPZ_KEYS)}")
+    with archive:
+        missing = [key for key in NPZ_KEYS if key not in archive.files]
+        if missing:
+            raise DataFormatError(f"{path}: missing arrays {missing}; found {sorted(archive.files)}")
+        try:
+            arrays = {key: archive[key] for key in NPZ_KEYS}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise DataFormatError(f"{path}: cannot read its arrays: {error}") from error
     splits = []
     for split in ("train", "test"):
         images = npz_images(arrays[f"x_{split}"], f"{path}: x_{split}")
@@ -398,8 +428,14 @@ def read_npz(path):
 
 def npz_images(images, source):
     """Integer images (N, 28, 28) or (N, 784) with values 0..255 -> uint8 (N, 28, 28)."""
-    if images.dtype.kind not in "ui" or images.ndim not in (2, 3) or images.shape[1:] not in ((PIXELS,), (IMAGE_SIZE, IMAGE_SIZE)):
-        raise DataFormatError(f"{source}: expected integer images of shape (N, 28, 28) or (N, 784); found {images.dtype} {images.shape}")
+    if (
+        images.dtype.kind not in "ui"
+        or images.shape[1:] not in ((PIXELS,), (IMAGE_SIZE, IMAGE_SIZE))
+        or len(images) == 0
+    ):
+        raise DataFormatError(
+            f"{source}: expected integer images of shape (N, 28, 28) or (N, 784), N >= 1; found {images.dtype} {images.shape}"
+        )
     bad = first_outside(images, 0, 255)
     if bad is not None:
         record = bad // PIXELS

@@ -201,6 +201,12 @@ def test_empty_directory_names_both_formats(tmp_path):
         load_mnist(tmp_path)
 
 
+def test_missing_csv_file_names_what_was_looked_for(tmp_path, small):
+    write_csv_dir(tmp_path, small)["test"].unlink()
+    with raises_naming(tmp_path, "mnist_test.csv or mnist_test.csv.gz"):
+        load_mnist(tmp_path)
+
+
 def test_missing_path_is_refused(tmp_path):
     with raises_naming(tmp_path / "nowhere", "no such file"):
         load_mnist(tmp_path / "nowhere")
@@ -298,6 +304,13 @@ def test_modified_idx_copy_fails_verification_but_loads_unverified(tmp_path, sma
     assert_same_digits(load_mnist(tmp_path, verify=False), small)
 
 
+def test_bundled_copy_is_always_verified(tmp_path, small, monkeypatch):
+    write_idx_dir(tmp_path, small, gz=True)
+    monkeypatch.setattr(data, "BUNDLED_DIR", tmp_path)
+    with raises_naming(tmp_path / "train-images-idx3-ubyte.gz", "checksum mismatch"):
+        load_mnist()
+
+
 def test_verify_is_refused_where_no_checksum_exists(tmp_path, small):
     write_csv_dir(tmp_path, small)
     with pytest.raises(ValueError, match="verify=True.*CSV"):
@@ -322,14 +335,15 @@ def test_csv_line_with_a_missing_cell_is_refused(tmp_path, small):
         load_mnist(tmp_path)
 
 
-def test_csv_non_numeric_cell_is_refused(tmp_path, small):
+@pytest.mark.parametrize("cell", ["1.5", "x", "", " 5", "+5", "-0", "99999", "5\r"])
+def test_csv_cell_that_is_not_a_plain_number_is_refused(tmp_path, small, cell):
     def spoil_cell(lines):
         cells = lines[4].split(",")
-        cells[100] = "1.5"
+        cells[100] = cell
         lines[4] = ",".join(cells)
 
     path = write_bad_csv(tmp_path, small, spoil_cell)
-    with raises_naming(path, "line 5", "'1.5'", "column 101"):
+    with raises_naming(path, "line 5", repr(cell.encode()), "column 101", "a pixel"):
         load_mnist(tmp_path)
 
 
@@ -350,6 +364,15 @@ def test_csv_label_outside_0_to_9_is_refused(tmp_path, small):
 
     path = write_bad_csv(tmp_path, small, relabel)
     with raises_naming(path, "line 1", "label 10"):
+        load_mnist(tmp_path)
+
+
+def test_csv_label_that_is_not_a_number_is_refused(tmp_path, small):
+    def spoil_label(lines):
+        lines[1] = "seven" + lines[1][lines[1].index(","):]
+
+    path = write_bad_csv(tmp_path, small, spoil_label)
+    with raises_naming(path, "line 2", "'seven'", "column 1", "the label"):
         load_mnist(tmp_path)
 
 
@@ -408,6 +431,14 @@ def test_npz_that_is_not_an_archive_is_refused(tmp_path):
     path = tmp_path / "mnist.npz"
     path.write_bytes(b"<html>not found</html>")
     with raises_naming(path, "cannot read as .npz"):
+        load_mnist(path)
+
+
+def test_single_npy_array_named_npz_is_refused(tmp_path, small):
+    path = tmp_path / "mnist.npz"
+    with path.open("wb") as out:
+        np.save(out, small[0])
+    with raises_naming(path, "single .npy array"):
         load_mnist(path)
 
 
