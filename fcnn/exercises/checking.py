@@ -6,12 +6,12 @@ right shapes and dtypes, and values close to the expected ones. The first failur
 """
 
 import textwrap
-import traceback
 from dataclasses import dataclass
 
 import numpy as np
 
 from fcnn.exercises.catalog import get_exercise
+from fcnn.exercises.learner_file import format_traceback
 
 # float64: the inputs are O(1) and every output is a sum of at most a few hundred terms, so a
 # different order of summation moves it by ~1e-14 relative; 1e-7 leaves room for any honest
@@ -103,7 +103,7 @@ def run_case(function, exercise, case):
                          "replace the `raise NotImplementedError` line with your code.") from None
     except Exception as error:  # the learner's bug, whatever it is, is reported, not re-raised
         raise CaseFailed(f"inputs: {inputs}\nyour function raised an exception:\n"
-                         + learner_traceback(error, function),
+                         + format_traceback(error, _source_file(function)),
                          _error_hint(exercise, error)) from None
     for name, given, kept in zip(_parameter_names(exercise.reference, case.args), args, case.args):
         _check_unchanged(name, given, kept, inputs)
@@ -161,15 +161,6 @@ def describe_inputs(reference, args):
         parts.append(f"{' and '.join(defaults)} left to their defaults")
     parts.append(str(_float_dtype(args)))
     return ", ".join(parts)
-
-
-def learner_traceback(error, function):
-    """The traceback lines that point into the learner's own file, then the error itself."""
-    filename = _source_file(function)
-    lines = [f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n    {frame.line}'
-             for frame in traceback.extract_tb(error.__traceback__) if frame.filename == filename]
-    lines.append(f"{type(error).__name__}: {error}")
-    return "\n".join(lines)
 
 
 def _source_file(function):

@@ -37,14 +37,23 @@ def load(path):
     try:
         exec(code, module.__dict__)
     except Exception as error:  # any failure of the learner's module code is theirs to see
-        frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == str(path)]
-        lines = [f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n    {frame.line}'
-                 for frame in frames]
-        raise LearnerFileError("\n".join([f"{path} raised an exception while it was loaded:", *lines,
-                                          f"{type(error).__name__}: {error}"])) from None
+        raise LearnerFileError(f"{path} raised an exception while it was loaded:\n"
+                               + format_traceback(error, str(path))) from None
     finally:
         del sys.modules[module.__name__]
     return module
+
+
+def format_traceback(error, filename):
+    """The traceback lines that point into `filename` (the learner's file), then the error itself."""
+    lines = []
+    for frame in traceback.extract_tb(error.__traceback__):
+        if frame.filename == filename:
+            lines.append(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}')
+            if frame.line:
+                lines.append(f"    {frame.line}")
+    lines.append(f"{type(error).__name__}: {error}")
+    return "\n".join(lines)
 
 
 def describe_syntax_error(error):

@@ -60,8 +60,8 @@ def _bias_gradient_mistakes(reference, position, formula, shape):
 
     summed = f"db must be summed over the batch too, {formula}"
     return [
-        Mistake(f"{summed}: it looks like only the first image counted.", db_from(lambda s: s[0])),
-        Mistake(f"{summed}: it looks like only the last image counted.", db_from(lambda s: s[-1])),
+        Mistake(f"{summed}: it looks like only the first one in the batch counted.", db_from(lambda s: s[0])),
+        Mistake(f"{summed}: it looks like only the last one in the batch counted.", db_from(lambda s: s[-1])),
         Mistake(AVERAGED_HINT.format(name="db"), db_from(lambda s: s.mean(axis=0))),
         Mistake(f"db still has a batch axis: sum over n as well, so that db has the shape {shape}.",
                 db_from(lambda s: s)),
@@ -259,7 +259,7 @@ RELU_FORWARD = [
 ]
 
 RELU_BACKWARD = [
-    Mistake("the gradient passes where x == 0 exactly; the convention here is x > 0 (dx = 0 at x == 0).",
+    Mistake("the gradient passes where x == 0 exactly; the convention here is x > 0, so dx = 0 where x is 0.",
             lambda dout, x: layers.relu_backward(dout, np.where(x == 0, 1.0, x))),
     Mistake("dx is dout * x; it should be dout where x > 0 and 0 elsewhere (the slope of relu is 0 or 1).",
             lambda dout, x: layers.relu_backward(dout * x, x)),

@@ -27,7 +27,8 @@ def stub(kernel):
     """Python source of a stub for `kernel`: the reference's signature and docstring, a body to write."""
     exercise = get_exercise(kernel)
     reference = exercise.reference
-    docstring = '"""' + inspect.getdoc(reference) + '\n"""'
+    doc = inspect.getdoc(reference)
+    docstring = '"""' + doc + ('\n"""' if "\n" in doc else '"""')
     return STUB.format(
         kernel=kernel,
         signature=inspect.signature(reference),
