@@ -1,0 +1,152 @@
+"""Turn a pytest-benchmark JSON file into a markdown table: time per image, speed-ups, share of peak.
+
+    python -m pytest bench --benchmark-json /tmp/bench.json
+    python bench/report.py /tmp/bench.json [--stat median] [--peak-gflops 333] [--chart bench.png]
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+STATS = ("min", "median", "mean")
+BACKEND_ORDER = ("loop", "numpy", "numba", "torch")
+# Assumed, not read from the machine: every x86 core since Haswell issues two FMA per cycle
+# (Xeon Gold/Platinum and AMD Zen 3 alike; some Xeon Silver parts have one AVX-512 FMA unit).
+FMA_UNITS_PER_CORE = 2
+
+
+def read_benchmarks(path):
+    """The benchmarks of a pytest-benchmark JSON file; ValueError if it is not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: expected a pytest-benchmark JSON file (--benchmark-json); {error}") from error
+    if not isinstance(data, dict) or "benchmarks" not in data:
+        raise ValueError(f"{path}: expected a pytest-benchmark JSON file with a 'benchmarks' list; got keys {list(data)[:5]}")
+    if not data["benchmarks"]:
+        raise ValueError(f"{path}: holds no benchmarks (was it written with --benchmark-disable?)")
+    return data["benchmarks"]
+
+
+def cpu_peak_gflops(cpuinfo="/proc/cpuinfo"):
+    """Nominal fp32 peak: cores x FMA units x SIMD lanes x 2 FLOP per FMA x clock (GHz).
+
+    Lanes come from the CPU flags (avx512f: 16, avx2/fma: 8, else 4), the clock from the
+    first "cpu MHz" line of /proc/cpuinfo; FMA units per core are assumed (FMA_UNITS_PER_CORE).
+    Returns (gflops, how) with `how` a sentence stating every factor.
+    """
+    text = Path(cpuinfo).read_text()
+    fields = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition(":") for line in text.splitlines())
+        if value
+    )
+    flags = set(fields.get("flags", "").split())
+    lanes = 16 if "avx512f" in flags else 8 if {"avx2", "fma"} <= flags else 4
+    ghz = float(fields["cpu MHz"]) / 1000
+    cores = len(os.sched_getaffinity(0))
+    gflops = cores * FMA_UNITS_PER_CORE * lanes * 2 * ghz
+    how = (
+        f"nominal fp32 peak {gflops:.0f} GFLOP/s = {cores} cores x {FMA_UNITS_PER_CORE} FMA units (assumed) "
+        f"x {lanes} lanes ({'AVX-512' if lanes == 16 else 'AVX2' if lanes == 8 else 'SSE'}, /proc/cpuinfo flags) "
+        f"x 2 FLOP per FMA x {ghz:.3f} GHz (/proc/cpuinfo cpu MHz)"
+    )
+    return gflops, how
+
+
+def rows_of(benchmarks, stat, peak_gflops):
+    """One dict per benchmark with its time per image and how it compares within its group."""
+    rows = []
+    for benchmark in benchmarks:
+        extra = benchmark["extra_info"]
+        if "images" not in extra:
+            continue
+        seconds = benchmark["stats"][stat] / extra["images"]
+        rows.append(dict(
+            group=benchmark["group"], backend=extra["backend"], images=extra["images"],
+            seconds_per_image=seconds, flops_per_image=extra["flops_per_image"],
+        ))
+    for row in rows:
+        same_group = {other["backend"]: other for other in rows if other["group"] == row["group"]}
+        for reference in ("loop", "torch"):
+            other = same_group.get(reference)
+            row[f"speedup_over_{reference}"] = other["seconds_per_image"] / row["seconds_per_image"] if other else None
+        row["gflops"] = row["flops_per_image"] / row["seconds_per_image"] / 1e9
+        row["share_of_peak"] = row["gflops"] / peak_gflops
+    order = {name: rank for rank, name in enumerate(BACKEND_ORDER)}
+    groups = list(dict.fromkeys(row["group"] for row in rows))
+    return sorted(rows, key=lambda row: (groups.index(row["group"]), order.get(row["backend"], len(order))))
+
+
+def human_time(seconds):
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def ratio(value):
+    return "" if value is None else f"{value:.3g}x"
+
+
+def markdown_table(rows, stat):
+    """The rows as one markdown table, the group named once above its backends."""
+    lines = [
+        f"| group | backend | batch | time / image ({stat}) | images/s | speed-up over loop | vs PyTorch | GFLOP/s | share of peak |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    previous_group = None
+    for row in rows:
+        group = row["group"] if row["group"] != previous_group else ""
+        previous_group = row["group"]
+        lines.append(
+            f"| {group} | {row['backend']} | {row['images']} | {human_time(row['seconds_per_image'])} "
+            f"| {1 / row['seconds_per_image']:,.0f} | {ratio(row['speedup_over_loop'])} "
+            f"| {ratio(row['speedup_over_torch'])} | {row['gflops']:.3g} | {100 * row['share_of_peak']:.2g} % |"
+        )
+    return "\n".join(lines)
+
+
+def extra_lines(benchmarks):
+    """Benchmarks that are not per-image workloads (numba start-up): their extra_info, one line each."""
+    return [
+        f"- {benchmark['name']}: " + ", ".join(f"{key} = {value}" for key, value in benchmark["extra_info"].items())
+        for benchmark in benchmarks
+        if "images" not in benchmark["extra_info"]
+    ]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("result", help="JSON written by pytest bench --benchmark-json RESULT.json")
+    parser.add_argument("--stat", choices=STATS, default="median", help="which timing statistic to report (default median)")
+    parser.add_argument("--peak-gflops", type=float, help="fp32 peak to compare against (default: nominal, from /proc/cpuinfo)")
+    parser.add_argument("--chart", metavar="PATH", help="also draw the time per image as bars (needs matplotlib)")
+    args = parser.parse_args(argv)
+    try:
+        benchmarks = read_benchmarks(args.result)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.peak_gflops:
+        peak, how = args.peak_gflops, f"fp32 peak {args.peak_gflops:g} GFLOP/s, as given by --peak-gflops"
+    else:
+        peak, how = cpu_peak_gflops()
+    rows = rows_of(benchmarks, args.stat, peak)
+    print(markdown_table(rows, args.stat))
+    print()
+    print(f"Share of peak: useful FLOP per image (2 per multiply-add) / time per image, against the {how}.")
+    print("vs PyTorch: PyTorch's time per image / this one's (above 1: faster than PyTorch).")
+    print("\n".join(extra_lines(benchmarks)))
+    if args.chart:
+        # Imported here so the table needs no matplotlib.
+        from fcnn.plots import plot_benchmark
+
+        plot_benchmark([row for row in rows if row["speedup_over_loop"] is not None], args.chart)
+        print(f"chart written to {args.chart}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""How long a fresh process takes to finish its first numba training step: compile time, kept apart.
+
+Cold: an empty numba cache directory, so every kernel is compiled. Warm: a second process on
+the same directory, as a second run of the training script sees it (numba's on-disk cache).
+Each run is a new Python process; the time is from launch to exit, one step included.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from workloads import PRESET_BATCH, PRESET_OPTIMISER
+
+import fcnn
+
+pytestmark = pytest.mark.skipif("numba" not in fcnn.available_backends(), reason="numba is not installed")
+
+REPO = Path(fcnn.__file__).resolve().parent.parent
+FIRST_STEP = """
+import time
+start = time.perf_counter()
+import numpy as np
+import fcnn
+from fcnn.training import train_step
+preset, batch, lr, momentum = {preset!r}, {batch}, {lr}, {momentum}
+params = fcnn.init(preset)
+x, labels = np.zeros((batch, 1, 28, 28), np.float32), np.zeros(batch, np.int64)
+imported = time.perf_counter()
+train_step(params, fcnn.zeros_like(params), x, labels, preset, "numba", lr, momentum)
+print(imported - start, time.perf_counter() - imported)
+"""
+
+
+def first_step_in_new_process(preset, cache_dir):
+    """Run one numba training step of `preset` in a new interpreter whose numba cache is `cache_dir`.
+
+    Returns (seconds from launch to exit, seconds to import fcnn, seconds of the first step).
+    """
+    lr, momentum = PRESET_OPTIMISER[preset]
+    script = FIRST_STEP.format(preset=preset, batch=PRESET_BATCH[preset], lr=lr, momentum=momentum)
+    launched = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env={**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)},
+        capture_output=True, text=True, check=True,
+    )
+    total = time.perf_counter() - launched
+    import_seconds, step_seconds = map(float, result.stdout.split())
+    return total, import_seconds, step_seconds
+
+
+@pytest.fixture(scope="module")
+def warm_cache(tmp_path_factory):
+    """A numba cache directory filled by one cold run, and what that run took."""
+    cache_dir = tmp_path_factory.mktemp("numba-cache")
+    total, _, step_seconds = first_step_in_new_process("lenet5", cache_dir)
+    return cache_dir, dict(cold_process_seconds=round(total, 2), cold_first_step_seconds=round(step_seconds, 2))
+
+
+@pytest.mark.parametrize("preset", list(PRESET_BATCH))
+def test_numba_first_step_with_warm_cache(benchmark, warm_cache, preset):
+    benchmark.group = "numba start-up: new process, first training step"
+    cache_dir, cold = warm_cache
+    timings = []
+
+    def run():
+        timings.append(first_step_in_new_process(preset, cache_dir))
+
+    benchmark.pedantic(run, rounds=3)
+    total, import_seconds, step_seconds = min(timings)
+    benchmark.extra_info.update(
+        backend="numba", preset=preset, warm_process_seconds=round(total, 2),
+        warm_import_seconds=round(import_seconds, 2), warm_first_step_seconds=round(step_seconds, 2), **cold,
+    )
