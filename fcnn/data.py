@@ -7,6 +7,7 @@ file and the record, line or byte offset; scaling to [0, 1] is the separate step
 import gzip
 import hashlib
 import http.client
+import math
 import os
 import re
 import shutil
@@ -65,7 +66,9 @@ def scale(images):
     """The one scaling step: uint8 pixels 0..255 -> float32 in [0, 1], x / 255, same shape."""
     images = np.asarray(images)
     if images.dtype != np.uint8:
-        raise ValueError(f"scale: images must be uint8 (0..255) as loaded; got {images.dtype} (already scaled?)")
+        raise ValueError(
+            f"scale: images must be uint8 (0..255) as loaded; got {images.dtype} (already scaled?)"
+        )
     return images.astype(np.float32) / np.float32(255)
 
 
@@ -94,7 +97,8 @@ def load_mnist(path=None, verify=False):
     if path.is_file():
         if path.suffix != ".npz":
             raise DataFormatError(
-                f"{path}: expected a directory of IDX or CSV files, or a .npz file; got a {path.suffix or 'plain'} file"
+                f"{path}: expected a directory of IDX or CSV files, or a .npz file; "
+                f"got a {path.suffix or 'plain'} file"
             )
         refuse_verify(verify, path, "a .npz file")
         return read_npz(path)
@@ -114,7 +118,8 @@ def refuse_verify(verify, path, what):
     """verify=True asks for an official checksum, which exists only for the IDX files."""
     if verify:
         raise ValueError(
-            f"load_mnist: verify=True needs the official IDX files; {path} holds {what}, for which no checksum is known"
+            f"load_mnist: verify=True needs the official IDX files; {path} holds {what}, "
+            "for which no checksum is known"
         )
 
 
@@ -148,7 +153,7 @@ def missing_files_message(directory, idx_files, csv_files):
     if any(idx_files.values()) or not any(csv_files.values()):
         looked_for += [" or ".join(idx_spellings(stem)) for stem, p in idx_files.items() if p is None]
     if any(csv_files.values()) or not any(idx_files.values()):
-        looked_for += [f"{name} or {name}.gz" for split, name in CSV_FILES.items() if csv_files[split] is None]
+        looked_for += [f"{name} or {name}.gz" for split, name in CSV_FILES.items() if not csv_files[split]]
     return f"{directory}: MNIST files missing; looked for: " + "; ".join(looked_for)
 
 
@@ -178,7 +183,7 @@ def unpack(raw, source):
             f"{source}: named .gz but is not gzip data (byte offset 0 holds {raw[:16]!r}){html_hint(raw)}"
         )
     if looks_like_html(raw):
-        raise DataFormatError(f"{source}: holds an HTML page, not MNIST data{html_hint(raw)}")
+        raise DataFormatError(f"{source}: not MNIST data{html_hint(raw)}")
     return raw
 
 
@@ -191,7 +196,7 @@ def html_hint(raw):
     """A hint for the usual cause of markup where data should be."""
     if not looks_like_html(raw):
         return ""
-    return " (an HTML page saved in place of the file: download it again, or use the bundled copy)"
+    return ": it is an HTML page, likely saved by a failed download; download again, or use the bundled copy"
 
 
 def check_sha256(raw, path, stem):
@@ -218,31 +223,35 @@ def read_idx(path):
 def parse_idx(raw, path):
     """The IDX bytes of `path` (already uncompressed) -> array; see read_idx for the layout."""
     if len(raw) < 4:
-        raise DataFormatError(f"{path}: truncated IDX header: the file ends at byte offset {len(raw)}, before the 4-byte magic")
+        raise DataFormatError(
+            f"{path}: truncated IDX header: the file ends at byte offset {len(raw)}, before the 4-byte magic"
+        )
     zeros, type_code, ndim = raw[0:2], raw[2], raw[3]
     if zeros != b"\x00\x00" or type_code not in IDX_TYPES or ndim == 0:
         raise DataFormatError(
             f"{path}: not an IDX file: magic at byte offset 0 is 0x{raw[:4].hex()}; expected 0x0000 then a "
             f"type byte ({', '.join(f'0x{code:02x}' for code in IDX_TYPES)}) and a dimension count >= 1 "
-            f"(0x{IDX_IMAGES_MAGIC:08x} for images, 0x{IDX_LABELS_MAGIC:08x} for labels){html_hint(raw)}"
+            f"(0x{IDX_IMAGES_MAGIC:08x} for images, 0x{IDX_LABELS_MAGIC:08x} for labels)"
         )
     header_size = 4 + 4 * ndim
     if len(raw) < header_size:
         raise DataFormatError(
-            f"{path}: truncated IDX header: {ndim} dimensions need {header_size} header bytes; the file ends at byte offset {len(raw)}"
+            f"{path}: truncated IDX header: {ndim} dimensions need {header_size} header bytes; "
+            f"the file ends at byte offset {len(raw)}"
         )
     shape = tuple(int(size) for size in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     dtype = IDX_TYPES[type_code]
-    expected_end = header_size + int(np.prod(shape, dtype=object)) * dtype.itemsize
+    expected_end = header_size + math.prod(shape) * dtype.itemsize
     if len(raw) < expected_end:
         raise DataFormatError(
-            f"{path}: truncated IDX data: the header promises shape {shape}, ending at byte offset {expected_end}, "
-            f"but the (uncompressed) file ends at byte offset {len(raw)}"
+            f"{path}: truncated IDX data: the header promises shape {shape}, ending at byte offset "
+            f"{expected_end}, but the (uncompressed) file ends at byte offset {len(raw)}"
         )
     if len(raw) > expected_end:
         raise DataFormatError(
-            f"{path}: {len(raw) - expected_end} extra bytes after the data: the header promises shape {shape}, "
-            f"ending at byte offset {expected_end}, but the (uncompressed) file ends at byte offset {len(raw)}"
+            f"{path}: {len(raw) - expected_end} extra bytes after the data: the header promises shape "
+            f"{shape}, ending at byte offset {expected_end}, but the (uncompressed) file ends at byte offset "
+            f"{len(raw)}"
         )
     data = np.frombuffer(raw, dtype, offset=header_size).reshape(shape)
     return data.astype(dtype.newbyteorder("="))
@@ -258,21 +267,21 @@ def load_idx_directory(directory, idx_files, verify):
         arrays[stem] = parse_idx(raw, path)
     splits = []
     for prefix in ("train", "t10k"):
-        images_path, labels_path = idx_files[f"{prefix}-images-idx3-ubyte"], idx_files[f"{prefix}-labels-idx1-ubyte"]
-        images, labels = arrays[f"{prefix}-images-idx3-ubyte"], arrays[f"{prefix}-labels-idx1-ubyte"]
-        check_idx_images(images, images_path)
-        check_idx_labels(labels, labels_path)
-        check_same_count(images, images_path, labels, labels_path)
+        images_stem, labels_stem = f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+        images, labels = arrays[images_stem], arrays[labels_stem]
+        check_idx_images(images, idx_files[images_stem])
+        check_idx_labels(labels, idx_files[labels_stem])
+        check_same_count(images, idx_files[images_stem], labels, idx_files[labels_stem])
         splits += [images, labels]
     return tuple(splits)
 
 
 def check_idx_images(images, path):
     """An IDX image file holds uint8 (N, 28, 28), N >= 1."""
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or len(images) == 0:
+    if images.dtype != np.uint8 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or len(images) == 0:
         raise DataFormatError(
-            f"{path}: expected IDX images, uint8 of shape (N, 28, 28) with N >= 1 (magic 0x{IDX_IMAGES_MAGIC:08x}); "
-            f"found {images.dtype} of shape {images.shape}"
+            f"{path}: expected IDX images, uint8 of shape (N, 28, 28) with N >= 1 "
+            f"(magic 0x{IDX_IMAGES_MAGIC:08x}); found {images.dtype} of shape {images.shape}"
         )
 
 
@@ -340,12 +349,15 @@ def read_csv(path):
     bad = first_outside(values[:, 1:], 0, 255)
     if bad is not None:
         row, column = divmod(bad, PIXELS)
+        pixel = values[row, 1 + column]
         raise DataFormatError(
-            f"{path}, line {first_record + row + 1}: pixel {values[row, 1 + column]} in column {column + 2} is outside 0..255"
+            f"{path}, line {first_record + row + 1}: pixel {pixel} in column {column + 2} is outside 0..255"
         )
     bad = first_outside(values[:, 0], 0, 9)
     if bad is not None:
-        raise DataFormatError(f"{path}, line {first_record + bad + 1}: label {values[bad, 0]} in column 1 is outside 0..9")
+        raise DataFormatError(
+            f"{path}, line {first_record + bad + 1}: label {values[bad, 0]} in column 1 is outside 0..9"
+        )
     return values[:, 1:].astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE), values[:, 0].astype(np.uint8)
 
 
@@ -396,7 +408,7 @@ def csv_line_problem(line):
     cells = line.removesuffix(b"\r").split(b",")
     if len(cells) != 1 + PIXELS:
         return f"expected {1 + PIXELS} comma-separated cells (label, then {PIXELS} pixels); found {len(cells)}"
-    column, cell = next((column, cell) for column, cell in enumerate(cells, start=1) if not CSV_CELL.fullmatch(cell))
+    column, cell = next((k, cell) for k, cell in enumerate(cells, start=1) if not CSV_CELL.fullmatch(cell))
     meaning = "the label, 0..9" if column == 1 else "a pixel, 0..255"
     return f"cell {cell[:20]!r} in column {column} ({meaning}) is not a plain whole number of 1-3 digits"
 
@@ -408,7 +420,7 @@ def read_npz(path):
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataFormatError(f"{path}: cannot read as .npz: {error}") from error
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataFormatError(f"{path}: holds a single .npy array, not an .npz archive of {', '.join(NPZ_KEYS)}")
+        raise DataFormatError(f"{path}: holds a single .npy array, not an .npz archive of {NPZ_KEYS}")
     with archive:
         missing = [key for key in NPZ_KEYS if key not in archive.files]
         if missing:
@@ -434,19 +446,23 @@ def npz_images(images, source):
         or len(images) == 0
     ):
         raise DataFormatError(
-            f"{source}: expected integer images of shape (N, 28, 28) or (N, 784), N >= 1; found {images.dtype} {images.shape}"
+            f"{source}: expected integer images of shape (N, 28, 28) or (N, 784), N >= 1; "
+            f"found {images.dtype} {images.shape}"
         )
     bad = first_outside(images, 0, 255)
     if bad is not None:
         record = bad // PIXELS
-        raise DataFormatError(f"{source}: image {record} has pixel value {images.reshape(-1)[bad]} outside 0..255")
+        pixel = images.reshape(-1)[bad]
+        raise DataFormatError(f"{source}: image {record} has pixel value {pixel} outside 0..255")
     return images.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
 
 
 def npz_labels(labels, source):
     """Integer labels (N,) with values 0..9 -> uint8 (N,)."""
     if labels.dtype.kind not in "ui" or labels.ndim != 1:
-        raise DataFormatError(f"{source}: expected integer labels of shape (N,); found {labels.dtype} {labels.shape}")
+        raise DataFormatError(
+            f"{source}: expected integer labels of shape (N,); found {labels.dtype} {labels.shape}"
+        )
     bad = first_outside(labels, 0, 9)
     if bad is not None:
         raise DataFormatError(f"{source}: label {labels[bad]} at record {bad} is outside 0..9")
@@ -459,7 +475,7 @@ def default_cache_dir():
 
 
 def download_mnist(cache_dir=None, mirrors=MIRRORS):
-    """Fetch the four official IDX .gz files into cache_dir (default ~/.cache/fcnn/mnist) -> cache_dir.
+    """The four official IDX .gz files, fetched into cache_dir (default ~/.cache/fcnn/mnist) -> cache_dir.
 
     A file already there whose uncompressed SHA-256 is official is kept. Otherwise each mirror
     is tried in turn: the download goes to a temporary file in cache_dir, its uncompressed
@@ -492,7 +508,7 @@ def fetch_verified(stem, target, mirrors):
     failures = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + stem + ".gz"
-        descriptor, partial_name = tempfile.mkstemp(dir=target.parent, prefix=f".{stem}.", suffix=".gz")
+        descriptor, partial_name = tempfile.mkstemp(dir=target.parent, prefix=f".{stem}.", suffix=".part")
         os.close(descriptor)
         partial = Path(partial_name)
         try:

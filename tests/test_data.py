@@ -170,7 +170,8 @@ def test_csv_directory_reads_the_same_digits(tmp_path, small, header, gz):
 
 def test_csv_with_windows_line_ends_reads_the_same_digits(tmp_path, small):
     x_train, y_train = small[:2]
-    (tmp_path / "train.csv").write_bytes(csv_text(x_train, y_train, PIXEL_HEADER).replace("\n", "\r\n").encode())
+    windows_text = csv_text(x_train, y_train, PIXEL_HEADER).replace("\n", "\r\n")
+    (tmp_path / "train.csv").write_bytes(windows_text.encode())
     images, labels = read_csv(tmp_path / "train.csv")
     np.testing.assert_array_equal(images, x_train)
     np.testing.assert_array_equal(labels, y_train)
@@ -299,7 +300,8 @@ def test_idx_images_and_labels_of_different_counts_are_refused(tmp_path, small):
 
 def test_modified_idx_copy_fails_verification_but_loads_unverified(tmp_path, small):
     write_idx_dir(tmp_path, small)
-    with raises_naming(tmp_path / "train-images-idx3-ubyte", "checksum mismatch", data.OFFICIAL_SHA256["train-images-idx3-ubyte"]):
+    official = data.OFFICIAL_SHA256["train-images-idx3-ubyte"]
+    with raises_naming(tmp_path / "train-images-idx3-ubyte", "checksum mismatch", official):
         load_mnist(tmp_path, verify=True)
     assert_same_digits(load_mnist(tmp_path, verify=False), small)
 
@@ -392,7 +394,10 @@ def test_csv_header_without_label_is_refused(tmp_path, small):
 
 
 def test_csv_header_only_is_refused(tmp_path, small):
-    path = write_bad_csv(tmp_path, small, lambda lines: lines.__delitem__(slice(1, None)), header=PIXEL_HEADER)
+    def keep_only_the_header(lines):
+        del lines[1:]
+
+    path = write_bad_csv(tmp_path, small, keep_only_the_header, header=PIXEL_HEADER)
     with raises_naming(path, "no records"):
         load_mnist(tmp_path)
 
