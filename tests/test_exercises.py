@@ -340,13 +340,32 @@ def test_learner_exception_shows_only_the_learners_own_lines():
     assert "numpy" not in message.replace("np.", "") and "fcnn" not in message
 
 
-@pytest.mark.parametrize("result, complaint", [
-    (lambda dout, x, w, stride=1, pad=0: [x, w], "expected a tuple (dx, dw, db); got a list of 2 items"),
-    (lambda dout, x, w, stride=1, pad=0: (x, w.tolist(), w[:, 0, 0, 0]), "dw must be a numpy array; got list"),
+@pytest.mark.parametrize("kernel, result, complaint", [
+    ("conv2d_backward", lambda dout, x, w, stride=1, pad=0: [x, w],
+     "expected a tuple (dx, dw, db); got a list of 2 items"),
+    ("conv2d_backward", lambda dout, x, w, stride=1, pad=0: (x, w.tolist(), w[:, 0, 0, 0]),
+     "dw must be a numpy array; got list"),
+    ("relu_forward", lambda x: None, "your function returned None"),
+    ("relu_forward", lambda x: (np.maximum(x, 0), x), "expected one array (out); got a tuple of 2 items"),
+    ("softmax_cross_entropy", lambda logits, labels: ("0.5", logits), "loss must be a number; got str"),
 ])
-def test_wrong_kind_of_result_is_named(result, complaint):
-    report = exercises.check(result, "conv2d_backward")
+def test_wrong_kind_of_result_is_named(kernel, result, complaint):
+    report = exercises.check(result, kernel)
+    assert report.failure.case_number == 1
     assert complaint in report.failure.message
+
+
+@pytest.mark.parametrize("dtype, relative_error, case_number", [(np.float64, 1e-6, 1), (np.float32, 1e-3, 11)])
+def test_tolerance_does_not_let_a_small_error_through(dtype, relative_error, case_number):
+    """An output off by relative_error, only on cases of `dtype`, fails there; all others pass."""
+    reference = KERNELS["conv2d_forward"].reference
+
+    def conv2d_forward(x, w, b, stride=1, pad=0):
+        out = reference(x, w, b, stride, pad)
+        return out * dtype(1 + relative_error) if x.dtype == dtype else out
+
+    report = exercises.check(conv2d_forward)
+    assert report.failure is not None and report.failure.case_number == case_number, str(report)
 
 
 def test_unknown_kernel_is_a_value_error_naming_the_choices():

@@ -113,12 +113,7 @@ def run_case(function, exercise, case):
     expected = _as_tuple(make_expected(*expected_args))
     actual = _unpack(result, exercise, inputs)
     dtype = _float_dtype(case.args)
-    if case.expected is not None:
-        tolerance = (RTOL_GRADCHECK, ATOL_GRADCHECK)
-    elif dtype == np.float32:
-        tolerance = (RTOL_FLOAT32, ATOL_FLOAT32)
-    else:
-        tolerance = (RTOL_FLOAT64, ATOL_FLOAT64)
+    tolerance = _tolerance(case, dtype)
     for position, name in enumerate(exercise.outputs):
         problem = _compare(name, actual[position], expected[position], dtype, tolerance,
                            name in exercise.scalars)
@@ -126,6 +121,15 @@ def run_case(function, exercise, case):
             raise CaseFailed(f"inputs: {inputs}\n{problem}",
                              _diagnose(exercise, position, actual[position], expected[position],
                                        expected_args, tolerance))
+
+
+def _tolerance(case, dtype):
+    """(rtol, atol) for comparing outputs on this case."""
+    if case.expected is not None:
+        return RTOL_GRADCHECK, ATOL_GRADCHECK
+    if dtype == np.float32:
+        return RTOL_FLOAT32, ATOL_FLOAT32
+    return RTOL_FLOAT64, ATOL_FLOAT64
 
 
 def _copy(value):
@@ -194,7 +198,15 @@ def _check_unchanged(name, given, kept, inputs):
 def _unpack(result, exercise, inputs):
     """The learner's result as a tuple of outputs, or CaseFailed if it is not shaped like the reference's."""
     names = exercise.outputs
+    if result is None:
+        raise CaseFailed(f"inputs: {inputs}\nyour function returned None.",
+                         f"did you forget the last line, return {', '.join(names)}?")
     if len(names) == 1:
+        if isinstance(result, tuple):
+            raise CaseFailed(f"inputs: {inputs}\nexpected one array ({names[0]}); "
+                             f"got a tuple of {len(result)} items.",
+                             f"return {names[0]} alone: in fcnn a kernel returns no cache "
+                             f"(the model keeps what backward needs).")
         result = (result,)
     elif not isinstance(result, (tuple, list)) or len(result) != len(names):
         found = (f"{type(result).__name__} of {len(result)} items" if isinstance(result, (tuple, list))
@@ -251,7 +263,7 @@ def _diagnose(exercise, position, actual, expected, args, tolerance):
         try:
             with np.errstate(all="ignore"):
                 candidate = mistake.output(*args)
-        except (IndexError, ValueError):  # the mistake cannot be made on these shapes
+        except Exception:  # noqa: BLE001 - a mistake that cannot be made on these shapes gives no hint
             continue
         if candidate is None:
             continue

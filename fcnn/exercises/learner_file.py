@@ -5,6 +5,7 @@ their file, their line, their text; never a traceback from inside fcnn.
 """
 
 import itertools
+import re
 import sys
 import traceback
 import types
@@ -18,6 +19,8 @@ class LearnerFileError(ValueError):
 
 
 _module_numbers = itertools.count()
+# numba colours its error messages for terminals; in a report the codes are only noise.
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def load(path):
@@ -52,7 +55,7 @@ def format_traceback(error, filename):
             lines.append(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}')
             if frame.line:
                 lines.append(f"    {frame.line}")
-    lines.append(f"{type(error).__name__}: {error}")
+    lines.append(f"{type(error).__name__}: {ANSI_COLOUR.sub('', str(error))}")
     return "\n".join(lines)
 
 
