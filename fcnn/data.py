@@ -79,7 +79,8 @@ def load_mnist(path=None, verify=False):
     path a directory holding either
       - the four IDX files, raw or gzipped, named `train-images-idx3-ubyte` or
         `train-images.idx3-ubyte` (likewise train-labels-idx1, t10k-images-idx3,
-        t10k-labels-idx1), with or without `.gz` (the first of these spellings that exists);
+        t10k-labels-idx1), with or without `.gz` (the first of these spellings that exists;
+        IDX files win over CSV files in the same directory);
       - or `mnist_train.csv` and `mnist_test.csv` (or `.csv.gz`): one image per line, the label
         then 784 pixels, with or without a header line (see `read_csv`).
     path a `.npz` file with arrays x_train, y_train, x_test, y_test (the Keras layout; images
@@ -483,8 +484,11 @@ def download_mnist(cache_dir=None, mirrors=MIRRORS):
     so a failed or corrupt download never leaves a file behind. If every mirror fails, raises
     DownloadError listing each failure and how to use the bundled copy instead.
     """
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DownloadError(f"{cache_dir}: cannot create the download directory ({error}).\n{USE_BUNDLED}") from error
     for stem in OFFICIAL_SHA256:
         target = cache_dir / (stem + ".gz")
         if not is_official_file(target, stem):
@@ -508,10 +512,11 @@ def fetch_verified(stem, target, mirrors):
     failures = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + stem + ".gz"
-        descriptor, partial_name = tempfile.mkstemp(dir=target.parent, prefix=f".{stem}.", suffix=".part")
-        os.close(descriptor)
-        partial = Path(partial_name)
+        partial = None
         try:
+            descriptor, partial_name = tempfile.mkstemp(dir=target.parent, prefix=f".{stem}.", suffix=".part")
+            os.close(descriptor)
+            partial = Path(partial_name)
             request = urllib.request.Request(url, headers={"User-Agent": "fcnn"})
             with urllib.request.urlopen(request, timeout=60) as response, partial.open("wb") as out:
                 shutil.copyfileobj(response, out)
@@ -523,7 +528,8 @@ def fetch_verified(stem, target, mirrors):
         except (OSError, ValueError, http.client.HTTPException) as error:
             failures.append(f"{url}: {error}")
         finally:
-            partial.unlink(missing_ok=True)
+            if partial is not None:
+                partial.unlink(missing_ok=True)
     raise DownloadError(
         f"could not download {stem}.gz into {target.parent}; every mirror failed:\n  "
         + "\n  ".join(failures)

@@ -4,6 +4,7 @@ written out by hand (IDX headers packed here, not by the code under test); no ne
 """
 
 import gzip
+import http.client
 import io
 import re
 import struct
@@ -156,6 +157,7 @@ def test_read_idx_reads_other_element_types_in_native_order(tmp_path):
     (tmp_path / "values.idx").write_bytes(raw)
     got = read_idx(tmp_path / "values.idx")
     assert got.dtype == np.int32 and got.dtype.isnative
+    assert got.flags.writeable and got.flags.owndata
     np.testing.assert_array_equal(got, values)
 
 
@@ -463,7 +465,7 @@ class FakeServer:
         body = self.routes(url)
         if isinstance(body, Exception):
             raise body
-        return io.BytesIO(body)
+        return body if isinstance(body, io.IOBase) else io.BytesIO(body)
 
 
 def official_gz(url):
@@ -525,3 +527,29 @@ def test_failing_mirror_falls_back_to_the_next(tmp_path, monkeypatch):
     assert len(server.requested) == 8
     assert all(url.startswith(MIRROR_B + "/") for url in server.requested[1::2])
     assert sorted(p.name for p in directory.iterdir()) == sorted(s + ".gz" for s in data.OFFICIAL_SHA256)
+
+
+def test_download_into_an_impossible_directory_points_to_the_bundled_copy(tmp_path, monkeypatch):
+    server = FakeServer(official_gz)
+    monkeypatch.setattr(urllib.request, "urlopen", server)
+    (tmp_path / "a-file").write_text("not a directory")
+    with pytest.raises(DownloadError, match="(?s)a-file.*path=None"):
+        data.download_mnist(tmp_path / "a-file" / "mnist", mirrors=(MIRROR_A,))
+    assert server.requested == []
+
+
+class DroppedConnection(io.BytesIO):
+    """A response that delivers part of the file, then loses the connection."""
+
+    def read(self, size=-1):
+        chunk = super().read(min(size, 1000) if size and size > 0 else 1000)
+        if self.tell() >= 3000:
+            raise http.client.IncompleteRead(chunk)
+        return chunk
+
+
+def test_dropped_connection_leaves_nothing_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(urllib.request, "urlopen", FakeServer(lambda url: DroppedConnection(official_gz(url))))
+    with pytest.raises(DownloadError, match="(?s)train-images-idx3-ubyte.gz: IncompleteRead.*path=None"):
+        data.download_mnist(tmp_path, mirrors=(MIRROR_A,))
+    assert list(tmp_path.iterdir()) == []
