@@ -59,7 +59,7 @@ def test_finite_differences_catch_a_gradient_that_is_wrong_only_there():
 # --- wrong kernels, written as a learner would -------------------------------------------------
 
 def conv2d_forward_with(mistake):
-    """A loop conv2d_forward with one mistake: flip, no_pad, no_stride, off_by_one, no_bias, float64."""
+    """A loop conv2d_forward with one mistake: flip, transpose, no_pad, no_stride, off_by_one, no_bias, float64."""
 
     def conv2d_forward(x, w, b, stride=1, pad=0):
         N, C, H, W = x.shape
@@ -72,7 +72,7 @@ def conv2d_forward_with(mistake):
         H_out = (H + 2 * pad - KH) // stride + extra
         W_out = (W + 2 * pad - KW) // stride + extra
         xpad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-        kernel = w[:, :, ::-1, ::-1] if mistake == "flip" else w
+        kernel = {"flip": w[:, :, ::-1, ::-1], "transpose": w.swapaxes(2, 3)}.get(mistake, w)
         dtype = np.float64 if mistake == "float64" else x.dtype
         out = np.zeros((N, F, H_out, W_out), dtype=dtype)
         for n in range(N):
@@ -123,6 +123,8 @@ def conv2d_backward_with(mistake):
                                         kernel_for_dx[f, c, ki, kj] * dout[n, f, i, j])
         if mistake == "db_averaged":
             db = db / N
+        if mistake == "db_per_image":
+            db = dout.sum(axis=(2, 3))
         if mistake in ("padded_dx", "no_pad"):
             return dxpad, dw, db
         return dxpad[:, :, pad:pad + H, pad:pad + W], dw, db
@@ -158,7 +160,7 @@ def maxpool2d_forward_with(mistake):
 
 
 def maxpool2d_backward_with(mistake):
-    """maxpool2d_backward with one mistake: every_tie, last_tie, overwrite."""
+    """maxpool2d_backward with one mistake: every_tie, split_tie, last_tie, overwrite."""
 
     def maxpool2d_backward(dout, x, size=2, stride=None):
         stride = size if stride is None else stride
@@ -168,9 +170,10 @@ def maxpool2d_backward_with(mistake):
                 for i, j, rows, columns in _windows(dout.shape[2], dout.shape[3], size, stride):
                     window = x[n, c, rows, columns]
                     winners = np.argwhere(window == window.max())
-                    if mistake == "every_tie":
+                    if mistake in ("every_tie", "split_tie"):
+                        share = 1 if mistake == "every_tie" else 1 / len(winners)
                         for di, dj in winners:
-                            dx[n, c, i * stride + di, j * stride + dj] += dout[n, c, i, j]
+                            dx[n, c, i * stride + di, j * stride + dj] += share * dout[n, c, i, j]
                         continue
                     di, dj = winners[-1] if mistake == "last_tie" else winners[0]
                     if mistake == "overwrite":
@@ -203,6 +206,10 @@ def relu_backward_times_x(dout, x):
     return np.where(x > 0, dout * x, 0).astype(dout.dtype)
 
 
+def relu_backward_pass_through(dout, x):
+    return dout.copy()
+
+
 def relu_backward_in_place(dout, x):
     dout[x <= 0] = 0
     return dout
@@ -210,6 +217,10 @@ def relu_backward_in_place(dout, x):
 
 def dense_forward_without_bias(x, w, b):
     return x @ w
+
+
+def dense_forward_transposed(x, w, b):
+    return w.T @ x.T + b[:, None]
 
 
 def dense_backward_missing_transpose(dout, x, w):
@@ -229,7 +240,8 @@ def dense_backward_db_averaged(dout, x, w):
 
 
 def softmax_cross_entropy_with(mistake):
-    """softmax_cross_entropy with one mistake: not_divided, summed_loss, no_shift, in_place."""
+    """softmax_cross_entropy with one mistake: not_divided, summed_loss, per_sample_loss, no_minus_one,
+    no_shift, in_place."""
 
     def softmax_cross_entropy(logits, labels):
         N = len(labels)
@@ -242,10 +254,11 @@ def softmax_cross_entropy_with(mistake):
             shifted = logits - logits.max(axis=1, keepdims=True)
         probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
         losses = -np.log(probabilities[np.arange(N), labels])
-        loss = losses.sum() if mistake == "summed_loss" else losses.mean()
+        loss = {"summed_loss": losses.sum(), "per_sample_loss": losses}.get(mistake, losses.mean())
         dlogits = probabilities.copy()
-        dlogits[np.arange(N), labels] -= 1
-        return float(loss), dlogits if mistake == "not_divided" else dlogits / N
+        if mistake != "no_minus_one":
+            dlogits[np.arange(N), labels] -= 1
+        return loss, dlogits if mistake == "not_divided" else dlogits / N
 
     return softmax_cross_entropy
 
@@ -253,6 +266,8 @@ def softmax_cross_entropy_with(mistake):
 # (kernel, wrong function, case number where it must fail, text the hint must contain)
 MISTAKES = {
     "conv2d_forward flipped kernel": ("conv2d_forward", conv2d_forward_with("flip"), 1, "true convolution"),
+    "conv2d_forward transposed kernel": ("conv2d_forward", conv2d_forward_with("transpose"), 1,
+                                         "kernel is transposed"),
     "conv2d_forward off by one": ("conv2d_forward", conv2d_forward_with("off_by_one"), 1, "off by one"),
     "conv2d_forward no bias": ("conv2d_forward", conv2d_forward_with("no_bias"), 1, "bias is missing"),
     "conv2d_forward stride ignored": ("conv2d_forward", conv2d_forward_with("no_stride"), 6, "stride is ignored"),
@@ -269,6 +284,8 @@ MISTAKES = {
                                       "only the last"),
     "conv2d_backward db averaged": ("conv2d_backward", conv2d_backward_with("db_averaged"), 4,
                                     "db is averaged"),
+    "conv2d_backward db per image": ("conv2d_backward", conv2d_backward_with("db_per_image"), 1,
+                                     "db still has a batch axis"),
     "conv2d_backward stride ignored": ("conv2d_backward", conv2d_backward_with("no_stride"), 6,
                                        "stride is ignored"),
     "conv2d_backward padded dx": ("conv2d_backward", conv2d_backward_with("padded_dx"), 8,
@@ -282,6 +299,8 @@ MISTAKES = {
     "maxpool2d_forward rounds up": ("maxpool2d_forward", maxpool2d_forward_with("ceil"), 5, "off by one"),
     "maxpool2d_backward every tie": ("maxpool2d_backward", maxpool2d_backward_with("every_tie"), 7,
                                      "every tied maximum"),
+    "maxpool2d_backward split tie": ("maxpool2d_backward", maxpool2d_backward_with("split_tie"), 7,
+                                     "split among tied maxima"),
     "maxpool2d_backward last tie": ("maxpool2d_backward", maxpool2d_backward_with("last_tie"), 7,
                                     "last tied maximum"),
     "maxpool2d_backward overwrite": ("maxpool2d_backward", maxpool2d_backward_with("overwrite"), 8,
@@ -291,8 +310,10 @@ MISTAKES = {
     "relu_forward float64 out": ("relu_forward", relu_forward_float64, 4, "dtype=x.dtype"),
     "relu_backward at zero": ("relu_backward", relu_backward_at_zero, 3, "x == 0 exactly"),
     "relu_backward times x": ("relu_backward", relu_backward_times_x, 1, "dout * x"),
+    "relu_backward pass through": ("relu_backward", relu_backward_pass_through, 1, "dx is dout everywhere"),
     "relu_backward in place": ("relu_backward", relu_backward_in_place, 1, "never write into dout"),
     "dense_forward no bias": ("dense_forward", dense_forward_without_bias, 1, "bias is missing"),
+    "dense_forward transposed": ("dense_forward", dense_forward_transposed, 1, "out is transposed"),
     "dense_backward missing transpose": ("dense_backward", dense_backward_missing_transpose, 1,
                                          "mismatched shapes"),
     "dense_backward transposed dw": ("dense_backward", dense_backward_transposed_dw, 1, "dw is transposed"),
@@ -303,6 +324,10 @@ MISTAKES = {
                                  "not divided by N"),
     "softmax loss summed": ("softmax_cross_entropy", softmax_cross_entropy_with("summed_loss"), 2,
                             "summed over the batch"),
+    "softmax per-sample loss": ("softmax_cross_entropy", softmax_cross_entropy_with("per_sample_loss"), 1,
+                                "one number per sample"),
+    "softmax no -1": ("softmax_cross_entropy", softmax_cross_entropy_with("no_minus_one"), 1,
+                      "lacks the -1 at the true class"),
     "softmax no shift": ("softmax_cross_entropy", softmax_cross_entropy_with("no_shift"), 3,
                          "subtract each row's maximum"),
     "softmax in place": ("softmax_cross_entropy", softmax_cross_entropy_with("in_place"), 1,
