@@ -1,0 +1,162 @@
+"""Tests of fcnn.training: shuffled batches, lr schedule, epochs against hand-written SGD,
+divergence detection, and an accuracy floor on real MNIST images."""
+
+import numpy as np
+import pytest
+
+import fcnn
+from fcnn.data import load_mnist, scale
+from fcnn.training import TrainingDiverged, batches, evaluate, learning_rate, train_epoch
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist()
+
+
+@pytest.fixture(scope="module")
+def small_mnist(mnist):
+    x_train, y_train, _, _ = mnist
+    return scale(x_train[:96]), y_train[:96]
+
+
+def test_batches_cover_every_index_once_per_epoch():
+    order = batches(103, 10, np.random.default_rng(0))
+    assert [len(indices) for indices in order] == [10] * 10 + [3]
+    assert np.array_equal(np.sort(np.concatenate(order)), np.arange(103))
+
+
+def test_batches_are_seeded_and_reshuffled_every_epoch():
+    rng_a, rng_b = np.random.default_rng(7), np.random.default_rng(7)
+    first_a, first_b = np.concatenate(batches(50, 8, rng_a)), np.concatenate(batches(50, 8, rng_b))
+    second_a = np.concatenate(batches(50, 8, rng_a))
+    assert np.array_equal(first_a, first_b)
+    assert not np.array_equal(first_a, second_a)
+    assert not np.array_equal(first_a, np.arange(50))
+
+
+@pytest.mark.parametrize("batch_size", [0, -3])
+def test_batches_refuse_a_batch_size_below_one(batch_size):
+    with pytest.raises(ValueError, match="batch_size"):
+        batches(10, batch_size, np.random.default_rng(0))
+
+
+def test_learning_rate_decays_by_one_factor_per_epoch():
+    expected = 0.2
+    for epoch in range(5):
+        assert learning_rate(0.2, 0.5, epoch) == pytest.approx(expected, rel=1e-12)
+        expected *= 0.5
+    assert learning_rate(0.2, 1.0, 9) == 0.2
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_train_epoch_matches_a_hand_written_sgd_loop(small_mnist, momentum):
+    x, y = small_mnist
+    params = fcnn.init("seed", seed=3)
+    trained, velocity, stats = train_epoch(
+        params, fcnn.zeros_like(params), x, y, "seed", "numpy",
+        lr=0.05, momentum=momentum, batch_size=32, rng=np.random.default_rng(11),
+    )
+
+    # The same epoch written out: shuffle, then v = momentum * v + g, p = p - lr * v per batch.
+    order = np.random.default_rng(11).permutation(len(x))
+    expected = params
+    v = {layer: {k: np.zeros_like(a) for k, a in arrays.items()} for layer, arrays in params.items()}
+    losses = []
+    for start in range(0, len(x), 32):
+        batch = order[start:start + 32]
+        loss, grads, _ = fcnn.loss_and_grads(expected, x[batch], y[batch], "seed", "numpy")
+        losses.append(loss)
+        v = {layer: {k: momentum * v[layer][k] + grads[layer][k] for k in grads[layer]} for layer in grads}
+        expected = {layer: {k: expected[layer][k] - 0.05 * v[layer][k] for k in v[layer]} for layer in v}
+
+    assert stats["step_losses"] == pytest.approx(losses, rel=1e-6)
+    for layer in params:
+        for k in params[layer]:
+            np.testing.assert_allclose(trained[layer][k], expected[layer][k], rtol=1e-5, atol=1e-6)
+    assert params["conv1"]["w"] is not trained["conv1"]["w"]
+
+
+def test_train_epoch_with_zero_lr_reports_the_loss_and_accuracy_of_the_whole_set(small_mnist):
+    # With lr 0 the parameters never move, so the epoch's mean loss and running accuracy must
+    # equal one forward pass over all images at once.
+    x, y = small_mnist
+    params = fcnn.init("seed", seed=1)
+    _, _, stats = train_epoch(
+        params, fcnn.zeros_like(params), x, y, "seed", "numpy",
+        lr=0.0, momentum=0.0, batch_size=25, rng=np.random.default_rng(0),
+    )
+    logits, _ = fcnn.forward(params, x, "seed", "numpy")
+    loss, _ = fcnn.softmax_cross_entropy(logits, y)
+    assert stats["train_loss"] == pytest.approx(loss, rel=1e-5)
+    assert stats["train_accuracy"] == pytest.approx(float((logits.argmax(axis=1) == y).mean()))
+    assert len(stats["step_losses"]) == 4
+
+
+def test_train_epoch_calls_on_step_once_per_batch(small_mnist):
+    x, y = small_mnist
+    params = fcnn.init("seed", seed=0)
+    calls = []
+    train_epoch(
+        params, fcnn.zeros_like(params), x, y, "seed", "numpy", lr=0.01, momentum=0.0, batch_size=40,
+        rng=np.random.default_rng(0), on_step=lambda *args: calls.append(args),
+    )
+    assert [(step, steps, images) for step, steps, images, _ in calls] == [(1, 3, 40), (2, 3, 40), (3, 3, 16)]
+
+
+def test_huge_lr_raises_training_diverged_at_the_first_non_finite_step(small_mnist):
+    x, y = small_mnist
+    params = fcnn.init("seed", seed=0)
+    # Find the first step whose loss is not finite by running the steps by hand.
+    order = np.random.default_rng(5).permutation(len(x))
+    current, first_bad = params, None
+    with np.errstate(all="ignore"):
+        for step, start in enumerate(range(0, len(x), 16), start=1):
+            batch = order[start:start + 16]
+            loss, grads, _ = fcnn.loss_and_grads(current, x[batch], y[batch], "seed", "numpy")
+            if not np.isfinite(loss):
+                first_bad = step
+                break
+            current = fcnn.sgd_step(current, grads, 1e20)
+    assert first_bad is not None, "lr 1e20 should overflow float32 within one epoch"
+
+    with pytest.raises(TrainingDiverged, match="--lr") as caught:
+        train_epoch(
+            params, fcnn.zeros_like(params), x, y, "seed", "numpy",
+            lr=1e20, momentum=0.0, batch_size=16, rng=np.random.default_rng(5), epoch=2,
+        )
+    assert caught.value.step == first_bad
+    assert f"epoch 3, step {first_bad} of 6" in str(caught.value)
+
+
+def test_evaluate_counts_the_images_predicted_right(small_mnist):
+    x, y = small_mnist
+    params = fcnn.init("seed", seed=0)
+    predicted = fcnn.predict(params, x, "seed", "numpy")
+    labels = predicted.copy()
+    labels[:24] = (labels[:24] + 1) % 10
+    assert evaluate(params, x, labels, "seed", "numpy") == pytest.approx(72 / 96)
+
+
+def test_train_epoch_refuses_mismatched_images_and_labels(small_mnist):
+    x, y = small_mnist
+    params = fcnn.init("seed", seed=0)
+    with pytest.raises(ValueError, match="96 images and 95 labels"):
+        train_epoch(params, fcnn.zeros_like(params), x, y[:-1], "seed", "numpy",
+                    lr=0.1, momentum=0.0, batch_size=8, rng=np.random.default_rng(0))
+
+
+# Measured: test accuracy on the first 1000 test images after 2 epochs of batch-32 SGD, lr 0.1,
+# on the first 3000 training images, was 85.6-90.1 % over seeds 0-7 (numpy backend). The floor of
+# 75 % is ten points below the lowest run, so noise and backend rounding cannot reach it, and far
+# above chance (10 %); a gradient bug that still "converges" a little stalls well below it.
+def test_seed_net_beats_75_percent_after_two_epochs_on_3000_images(mnist):
+    x_train, y_train, x_test, y_test = mnist
+    x, y = scale(x_train[:3000]), y_train[:3000]
+    params = fcnn.init("seed", seed=0)
+    velocity = fcnn.zeros_like(params)
+    rng = np.random.default_rng(0)
+    for epoch in range(2):
+        params, velocity, _ = train_epoch(params, velocity, x, y, "seed", "numpy",
+                                          lr=0.1, momentum=0.0, batch_size=32, rng=rng, epoch=epoch)
+    assert evaluate(params, scale(x_test[:1000]), y_test[:1000], "seed", "numpy") > 0.75
