@@ -14,6 +14,7 @@ import pytest
 
 import fcnn.exercises as exercises
 from fcnn.exercises.catalog import KERNELS
+from fcnn.exercises.learner_file import load
 from fcnn.kernels import available_backends, get_backend
 
 CONV_POOL = ["conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward"]
@@ -403,7 +404,7 @@ def test_unknown_kernel_is_a_value_error_naming_the_choices():
 def _load_function(tmp_path, source, kernel):
     path = tmp_path / f"my_{kernel}.py"
     path.write_text(source)
-    return path, getattr(exercises.load(path), kernel)
+    return path, getattr(load(path), kernel)
 
 
 @pytest.mark.parametrize("kernel", list(KERNELS))

@@ -34,6 +34,7 @@ def _random(rng, shape):
 
 
 def _as_float32(args):
+    """The same arguments with every float64 array made float32 (integer labels stay as they are)."""
     return tuple(a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype == np.float64 else a
                  for a in args)
 
