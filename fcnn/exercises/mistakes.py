@@ -71,6 +71,7 @@ def _bias_gradient_mistakes(reference, position, formula, shape):
 # --- conv2d -----------------------------------------------------------------------------------
 
 def _conv2d_forward_stride_ignored_cropped(x, w, b, stride, pad):
+    """What a forward gives that sizes its output for the stride but steps its windows by 1."""
     if stride == 1:
         return None
     expected = loop.conv2d_forward(x, w, b, stride, pad)
@@ -111,6 +112,7 @@ def _conv2d_backward_stride_ignored(dout, x, w, stride, pad):
 
 
 def _conv2d_backward_padded_dx(dout, x, w, stride, pad):
+    """What a backward gives that returns the gradient of the padded input, border and all."""
     if pad == 0:
         return None
     return _replace(loop.conv2d_backward(dout, x, w, stride, pad), 0,
@@ -118,6 +120,7 @@ def _conv2d_backward_padded_dx(dout, x, w, stride, pad):
 
 
 def _conv2d_dw_averaged(dout, x, w, stride, pad):
+    """What a backward gives that divides dw by the batch size."""
     dx, dw, db = loop.conv2d_backward(dout, x, w, stride, pad)
     return dx, dw / dout.shape[0], db
 
