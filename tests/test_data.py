@@ -123,6 +123,16 @@ def test_bundled_mnist_has_the_official_shapes_dtypes_and_every_digit(bundled):
     assert 0.7 < (x_train[:1000] == 0).mean() < 0.9
 
 
+def test_bundled_test_split_matches_an_independent_decoding(bundled):
+    mnist_dir = Path(data.__file__).parent / "mnist"
+    images_raw = gzip.decompress((mnist_dir / "t10k-images-idx3-ubyte.gz").read_bytes())
+    labels_raw = gzip.decompress((mnist_dir / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    assert struct.unpack(">4I", images_raw[:16]) == (0x803, 10000, 28, 28)
+    assert struct.unpack(">2I", labels_raw[:8]) == (0x801, 10000)
+    np.testing.assert_array_equal(bundled[2], np.frombuffer(images_raw[16:], np.uint8).reshape(10000, 28, 28))
+    np.testing.assert_array_equal(bundled[3], np.frombuffer(labels_raw[8:], np.uint8))
+
+
 def test_checksum_constants_match_the_bundled_readme():
     readme = (Path(data.__file__).parent / "mnist" / "README.md").read_text()
     table = dict(re.findall(r"\|\s*([\w-]+)\s*\|\s*[0-9a-f]{32}\s*\|\s*([0-9a-f]{64})\s*\|", readme))
