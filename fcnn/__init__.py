@@ -9,6 +9,7 @@
 Nothing mutates its inputs; randomness comes only from the seed or Generator you pass.
 """
 
+from fcnn.data import DataFormatError, load_mnist, scale
 from fcnn.kernels import available_backends, get_backend
 from fcnn.losses import softmax_cross_entropy
 from fcnn.model import PRESETS, backward, forward, init, layer_names, loss_and_grads, predict, resolve_arch
@@ -17,6 +18,7 @@ from fcnn.optim import momentum_step, sgd_step, zeros_like
 __version__ = "0.1.0"
 
 __all__ = [
+    "DataFormatError",
     "PRESETS",
     "available_backends",
     "backward",
@@ -24,10 +26,12 @@ __all__ = [
     "get_backend",
     "init",
     "layer_names",
+    "load_mnist",
     "loss_and_grads",
     "momentum_step",
     "predict",
     "resolve_arch",
+    "scale",
     "sgd_step",
     "softmax_cross_entropy",
     "zeros_like",
