@@ -23,8 +23,9 @@ FIGURE_INCHES = {
     "filters": (10.0, 3.0),
     "confusion": (6.5, 6.0),
     "mistakes": (8.0, 9.0),
-    "benchmark": (9.0, 4.5),
+    "benchmark": (10.0, 1.2),  # the height of title and axis; each bar adds BAR_INCHES
 }
+BAR_INCHES = 0.2
 DPI = 100
 
 
@@ -51,17 +52,17 @@ def require_matplotlib():
     return pyplot
 
 
-def _new_figure(kind, dpi, stacks=1):
+def _new_figure(kind, dpi, height=None):
     """A Figure drawn by Agg, outside pyplot's registry so nothing has to be closed.
 
-    Its size is FIGURE_INCHES[kind], the height repeated `stacks` times.
+    Its size in inches is FIGURE_INCHES[kind], or that width and `height` when one is given.
     """
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    width, height = FIGURE_INCHES[kind]
-    figure = Figure(figsize=(width, height * stacks), dpi=dpi)
+    width, default_height = FIGURE_INCHES[kind]
+    figure = Figure(figsize=(width, height or default_height), dpi=dpi)
     FigureCanvasAgg(figure)
     return figure
 
@@ -194,7 +195,7 @@ def plot_filters(params, arch, image, path, backend="numpy", dpi=DPI):
     filters = w.shape[0]
     columns = min(filters, 8)
     row_pairs = math.ceil(filters / columns)
-    figure = _new_figure("filters", dpi, stacks=row_pairs)
+    figure = _new_figure("filters", dpi, height=FIGURE_INCHES["filters"][1] * row_pairs)
     grid = figure.add_gridspec(2 * row_pairs, columns + 1)
     digit_axes = figure.add_subplot(grid[:, 0])
     digit_axes.imshow(x[0, 0], cmap="gray_r")
@@ -317,10 +318,11 @@ def write_run_plots(directory, params, arch, metrics, x_test, y_test, backend="n
 
 
 def plot_benchmark(rows, path, dpi=DPI):
-    """Time per image of each kernel group and backend as grouped bars on a log scale, each bar
-    labelled with its speed-up over the loop backend.
+    """Time per image of each kernel group and backend as horizontal bars on a log scale, each
+    bar labelled with its speed-up over the loop backend; groups top to bottom in row order.
 
     rows: list of dicts with "group", "backend", "seconds_per_image" (> 0), "speedup_over_loop".
+    The figure grows by BAR_INCHES per row. Returns the written Path.
     """
     required = {"group", "backend", "seconds_per_image", "speedup_over_loop"}
     for index, row in enumerate(rows):
@@ -333,20 +335,25 @@ def plot_benchmark(rows, path, dpi=DPI):
         raise ValueError("plot_benchmark: rows is empty; nothing to draw")
     groups = list(dict.fromkeys(row["group"] for row in rows))
     backends = list(dict.fromkeys(row["backend"] for row in rows))
-    width = 0.8 / len(backends)
+    # Each group has a bar slot per backend, plus one slot of space below it.
+    slots_per_group = len(backends) + 1
 
-    figure = _new_figure("benchmark", dpi)
+    figure = _new_figure("benchmark", dpi, height=FIGURE_INCHES["benchmark"][1] + BAR_INCHES * len(rows))
     axes = figure.subplots()
-    for offset, backend in enumerate(backends):
+    colors = {backend: f"C{rank}" for rank, backend in enumerate(backends)}
+    for backend in backends:
         mine = [row for row in rows if row["backend"] == backend]
-        positions = [groups.index(row["group"]) + (offset - (len(backends) - 1) / 2) * width for row in mine]
-        microseconds = [1e6 * row["seconds_per_image"] for row in mine]
-        bars = axes.bar(positions, microseconds, width, label=backend)
-        axes.bar_label(bars, [f"{row['speedup_over_loop']:.3g}x" for row in mine], fontsize=8, padding=2)
-    axes.set_yscale("log")
-    axes.set_xticks(range(len(groups)), groups)
-    axes.set(ylabel="time per image (microseconds, log scale)", title="kernel time per image; label: speed-up over loop")
-    axes.margins(y=0.15)
-    axes.legend()
+        positions = [groups.index(row["group"]) * slots_per_group + backends.index(backend) for row in mine]
+        bars = axes.barh(positions, [1e6 * row["seconds_per_image"] for row in mine], height=0.8,
+                         color=colors[backend], label=backend)
+        axes.bar_label(bars, [f" {row['speedup_over_loop']:.3g}x" for row in mine], fontsize=7)
+    axes.set_yticks([rank * slots_per_group + (len(backends) - 1) / 2 for rank in range(len(groups))], groups,
+                    fontsize=8)
+    axes.invert_yaxis()  # the first group on top, as in the table
+    axes.set_xscale("log")
+    axes.margins(x=0.12)  # room for the speed-up written after the longest bar
+    axes.set(xlabel="time per image (microseconds, log scale)",
+             title="kernel time per image; after each bar: its speed-up over loop")
+    axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     return _save(figure, path)

@@ -184,15 +184,21 @@ def test_write_run_plots_writes_the_four_pictures(run, tmp_path):
         assert png_size(path) == expected_size(path.stem)
 
 
-def test_plot_benchmark_writes_png_of_requested_size(tmp_path):
-    pytest.importorskip("matplotlib")
-    rows = [
+def benchmark_rows(groups):
+    return [
         {"group": group, "backend": backend, "seconds_per_image": seconds, "speedup_over_loop": speedup}
-        for group in ("conv2d forward", "maxpool2d backward")
+        for group in groups
         for backend, seconds, speedup in (("loop", 2e-3, 1.0), ("numpy", 4e-5, 50.0), ("numba", 1e-5, 200.0))
     ]
-    path = plots.plot_benchmark(rows, tmp_path / "bench.png", dpi=DPI)
-    assert png_size(path) == expected_size("benchmark")
+
+
+def test_plot_benchmark_writes_png_growing_by_bar_inches_per_row(tmp_path):
+    pytest.importorskip("matplotlib")
+    one = png_size(plots.plot_benchmark(benchmark_rows(["conv2d forward"]), tmp_path / "one.png", dpi=DPI))
+    two = png_size(plots.plot_benchmark(benchmark_rows(["conv2d forward", "maxpool2d backward"]),
+                                        tmp_path / "two.png", dpi=DPI))
+    assert one[0] == two[0] == expected_size("benchmark")[0]
+    assert two[1] - one[1] == round(3 * plots.BAR_INCHES * DPI)
 
 
 def test_plot_benchmark_names_the_row_missing_a_key(tmp_path):
