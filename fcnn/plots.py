@@ -317,6 +317,11 @@ def write_run_plots(directory, params, arch, metrics, x_test, y_test, backend="n
     return written
 
 
+def speedup_label(ratio):
+    """A speed-up as a reader says it: 0.52x, 16.7x, 797x, 2,180x (never 2.18e+03x)."""
+    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.3g}x"
+
+
 def plot_benchmark(rows, path, dpi=DPI):
     """Time per image of each kernel group and backend as horizontal bars on a log scale, each
     bar labelled with its speed-up over the loop backend; groups top to bottom in row order.
@@ -346,7 +351,7 @@ def plot_benchmark(rows, path, dpi=DPI):
         positions = [groups.index(row["group"]) * slots_per_group + backends.index(backend) for row in mine]
         bars = axes.barh(positions, [1e6 * row["seconds_per_image"] for row in mine], height=0.8,
                          color=colors[backend], label=backend)
-        axes.bar_label(bars, [f" {row['speedup_over_loop']:.3g}x" for row in mine], fontsize=7)
+        axes.bar_label(bars, [" " + speedup_label(row["speedup_over_loop"]) for row in mine], fontsize=7)
     axes.set_yticks([rank * slots_per_group + (len(backends) - 1) / 2 for rank in range(len(groups))], groups,
                     fontsize=8)
     axes.invert_yaxis()  # the first group on top, as in the table

@@ -201,6 +201,11 @@ def test_plot_benchmark_writes_png_growing_by_bar_inches_per_row(tmp_path):
     assert two[1] - one[1] == round(3 * plots.BAR_INCHES * DPI)
 
 
+@pytest.mark.parametrize("ratio, label", [(0.5234, "0.523x"), (16.71, "16.7x"), (797.2, "797x"), (2184.9, "2,185x")])
+def test_speedup_label_writes_plain_numbers(ratio, label):
+    assert plots.speedup_label(ratio) == label
+
+
 def test_plot_benchmark_names_the_row_missing_a_key(tmp_path):
     rows = [{"group": "conv", "backend": "loop", "seconds_per_image": 1e-3}]
     with pytest.raises(ValueError, match=r"rows\[0\].*speedup_over_loop"):
