@@ -260,6 +260,8 @@ def plot_mistakes(images, y_true, y_pred, probs, path, limit=36, dpi=DPI):
 
     images (N, H, W); y_true, y_pred (N,); probs (N, K) class probabilities; p = probs[n, y_pred[n]].
     """
+    if limit < 1:
+        raise ValueError(f"plot_mistakes: limit must be at least 1; got {limit}")
     images, y_true, y_pred, probs = map(np.asarray, (images, y_true, y_pred, probs))
     if not (len(images) == len(y_true) == len(y_pred) == len(probs)):
         raise ValueError(
@@ -306,6 +308,8 @@ def write_run_plots(directory, params, arch, metrics, x_test, y_test, backend="n
     """
     directory = Path(directory)
     x_test, y_test = np.asarray(x_test), np.asarray(y_test)
+    if len(x_test) == 0:
+        raise ValueError("write_run_plots: x_test holds no images; there is nothing to predict or draw")
     probs = class_probabilities(params, scale(x_test), arch, backend)
     y_pred = probs.argmax(axis=1)
     written = []

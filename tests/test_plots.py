@@ -192,6 +192,14 @@ def benchmark_rows(groups):
     ]
 
 
+def test_write_run_plots_without_metrics_skips_only_the_curves(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    written = plots.write_run_plots(tmp_path, run["params"], run["arch"], None, run["x_test"][:50],
+                                    run["y_test"][:50], dpi=DPI)
+    assert [path.name for path in written] == ["filters.png", "confusion.png", "mistakes.png"]
+    assert not (tmp_path / "curves.png").exists()
+
+
 def test_plot_benchmark_writes_png_growing_by_bar_inches_per_row(tmp_path):
     pytest.importorskip("matplotlib")
     one = png_size(plots.plot_benchmark(benchmark_rows(["conv2d forward"]), tmp_path / "one.png", dpi=DPI))
