@@ -44,24 +44,40 @@ def _contiguous(*arrays):
 
 
 def _checked(kernels, name):
-    """The Backend whose functions validate their arguments, then call `kernels`."""
+    """The Backend whose functions validate their arguments, then call `kernels`.
+
+    A backend module may also offer fast paths for the presets' shapes (numba.py does):
+    conv2d_*_stride1 for stride 1 and maxpool2d_*_2x2 for 2x2 windows of stride 2.
+    """
+    conv2d_forward_stride1 = getattr(kernels, "conv2d_forward_stride1", None)
+    conv2d_backward_stride1 = getattr(kernels, "conv2d_backward_stride1", None)
+    maxpool2d_forward_2x2 = getattr(kernels, "maxpool2d_forward_2x2", None)
+    maxpool2d_backward_2x2 = getattr(kernels, "maxpool2d_backward_2x2", None)
 
     def conv2d_forward(x, w, b, stride=1, pad=0):
         contract.check_conv2d_forward(x, w, b, stride, pad)
+        if stride == 1 and conv2d_forward_stride1:
+            return conv2d_forward_stride1(*_contiguous(x, w, b), int(pad))
         return kernels.conv2d_forward(*_contiguous(x, w, b), int(stride), int(pad))
 
     def conv2d_backward(dout, x, w, stride=1, pad=0):
         contract.check_conv2d_backward(dout, x, w, stride, pad)
+        if stride == 1 and conv2d_backward_stride1:
+            return conv2d_backward_stride1(*_contiguous(dout, x, w), int(pad))
         return kernels.conv2d_backward(*_contiguous(dout, x, w), int(stride), int(pad))
 
     def maxpool2d_forward(x, size=2, stride=None):
         contract.check_maxpool2d_forward(x, size, stride)
         stride = size if stride is None else stride
+        if size == stride == 2 and maxpool2d_forward_2x2:
+            return maxpool2d_forward_2x2(*_contiguous(x))
         return kernels.maxpool2d_forward(*_contiguous(x), int(size), int(stride))
 
     def maxpool2d_backward(dout, x, size=2, stride=None):
         contract.check_maxpool2d_backward(dout, x, size, stride)
         stride = size if stride is None else stride
+        if size == stride == 2 and maxpool2d_backward_2x2:
+            return maxpool2d_backward_2x2(*_contiguous(dout, x))
         return kernels.maxpool2d_backward(*_contiguous(dout, x), int(size), int(stride))
 
     for function in (conv2d_forward, conv2d_backward, maxpool2d_forward, maxpool2d_backward):

@@ -85,24 +85,21 @@ def conv2d_backward(dout, x, w, stride=1, pad=0):
     xpad = zero_pad(x, pad)
 
     # dw and db: every image adds to the same dw[f], so the independent loop is f, not n.
-    dw = np.empty(w.shape, dtype=w.dtype)
-    db = np.empty(F, dtype=w.dtype)
+    # The sums accumulate in the arrays themselves, in the dtype of w (a `total = 0.0`
+    # would silently sum float32 inputs in float64 once compiled).
+    dw = np.zeros(w.shape, dtype=w.dtype)
+    db = np.zeros(F, dtype=w.dtype)
     for f in prange(F):
-        total = 0.0
         for n in range(N):
             for i in range(H_out):
                 for j in range(W_out):
-                    total += dout[n, f, i, j]
-        db[f] = total
-        for c in range(C):
-            for ki in range(KH):
-                for kj in range(KW):
-                    total = 0.0
-                    for n in range(N):
+                    db[f] += dout[n, f, i, j]
+            for c in range(C):
+                for ki in range(KH):
+                    for kj in range(KW):
                         for i in range(H_out):
                             for j in range(W_out):
-                                total += dout[n, f, i, j] * xpad[n, c, i * stride + ki, j * stride + kj]
-                    dw[f, c, ki, kj] = total
+                                dw[f, c, ki, kj] += dout[n, f, i, j] * xpad[n, c, i * stride + ki, j * stride + kj]
 
     # dx: each image's gradient depends only on that image, so the independent loop is n.
     dxpad = np.zeros(xpad.shape, dtype=x.dtype)
