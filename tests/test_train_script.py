@@ -3,6 +3,7 @@ subsets of the bundled MNIST: every backend, exit codes 0/1/2/130, resume, metri
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +32,21 @@ def run_script(*args, extra_path=()):
         [sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
         cwd=REPO, env=script_env(extra_path), timeout=300,
     )
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory):
+    """A checkpoint after 1 of 1 epochs (numpy backend, small subset), written once per module."""
+    save = tmp_path_factory.mktemp("one_epoch") / "run.npz"
+    result = run_script("--backend", "numpy", *SMALL, "--save", save)
+    assert result.returncode == 0, result.stderr
+    return save
+
+
+@pytest.fixture
+def finished_run(one_epoch_run, tmp_path):
+    """A private copy of one_epoch_run that a test may overwrite."""
+    return Path(shutil.copy(one_epoch_run, tmp_path / "run.npz"))
 
 
 def assert_clean_failure(result, code, *fragments):
@@ -89,18 +105,16 @@ def test_two_epochs_straight_equal_one_epoch_then_resume(tmp_path):
     assert (tmp_path / "resumed.metrics.jsonl").read_text().count("\n") == 2
 
 
-def test_resume_of_a_finished_run_does_nothing(tmp_path):
-    save = tmp_path / "run.npz"
-    assert run_script("--backend", "numpy", *SMALL, "--save", save).returncode == 0
+def test_resume_of_a_finished_run_does_nothing(finished_run):
+    save = finished_run
     before = save.read_bytes()
     result = run_script("--resume", save, "--epochs", "1")
     assert result.returncode == 0 and "already holds 1 epochs" in result.stdout
     assert save.read_bytes() == before
 
 
-def test_divergence_exits_1_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    save = tmp_path / "run.npz"
-    assert run_script("--backend", "numpy", *SMALL, "--save", save).returncode == 0
+def test_divergence_exits_1_naming_the_step_and_keeps_the_last_good_checkpoint(finished_run):
+    save = finished_run
     good = save.read_bytes()
     result = run_script("--resume", save, "--epochs", "2", "--lr", "1e20", "--quiet")
     assert_clean_failure(result, 1, "diverged", "epoch 2, step", "--lr", "holds epoch 1")
@@ -124,10 +138,8 @@ def test_a_corrupt_checkpoint_exits_2(tmp_path):
     assert_clean_failure(run_script("--resume", save), 2, str(save))
 
 
-def test_resume_with_another_arch_exits_2(tmp_path):
-    save = tmp_path / "run.npz"
-    assert run_script("--backend", "numpy", *SMALL, "--save", save).returncode == 0
-    assert_clean_failure(run_script("--resume", save, "--arch", "lenet5", "--epochs", "2"), 2, "does not match")
+def test_resume_with_another_arch_exits_2(finished_run):
+    assert_clean_failure(run_script("--resume", finished_run, "--arch", "lenet5", "--epochs", "2"), 2, "does not match")
 
 
 def test_missing_matplotlib_fails_fast_with_the_install_hint(tmp_path):

@@ -49,13 +49,14 @@ def test_learning_rate_decays_by_one_factor_per_epoch():
     assert learning_rate(0.2, 1.0, 9) == 0.2
 
 
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_train_epoch_matches_a_hand_written_sgd_loop(small_mnist, momentum):
+# batch_size 1 with momentum 0 is the original script's per-sample SGD.
+@pytest.mark.parametrize("momentum, batch_size", [(0.0, 1), (0.0, 32), (0.9, 32)])
+def test_train_epoch_matches_a_hand_written_sgd_loop(small_mnist, momentum, batch_size):
     x, y = small_mnist
     params = fcnn.init("seed", seed=3)
     trained, velocity, stats = train_epoch(
         params, fcnn.zeros_like(params), x, y, "seed", "numpy",
-        lr=0.05, momentum=momentum, batch_size=32, rng=np.random.default_rng(11),
+        lr=0.05, momentum=momentum, batch_size=batch_size, rng=np.random.default_rng(11),
     )
 
     # The same epoch written out: shuffle, then v = momentum * v + g, p = p - lr * v per batch.
@@ -63,8 +64,8 @@ def test_train_epoch_matches_a_hand_written_sgd_loop(small_mnist, momentum):
     expected = params
     v = {layer: {k: np.zeros_like(a) for k, a in arrays.items()} for layer, arrays in params.items()}
     losses = []
-    for start in range(0, len(x), 32):
-        batch = order[start:start + 32]
+    for start in range(0, len(x), batch_size):
+        batch = order[start:start + batch_size]
         loss, grads, _ = fcnn.loss_and_grads(expected, x[batch], y[batch], "seed", "numpy")
         losses.append(loss)
         v = {layer: {k: momentum * v[layer][k] + grads[layer][k] for k in grads[layer]} for layer in grads}
