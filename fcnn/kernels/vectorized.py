@@ -7,6 +7,8 @@ the sums are matrix products. The only Python loops run over the KH x KW kernel 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from fcnn.kernels.loop import output_size
+
 
 def _pad(x, pad):
     """x (N, C, H, W) -> (N, C, H + 2*pad, W + 2*pad), zeros around the border."""
@@ -20,6 +22,17 @@ def _windows(xpad, KH, KW, stride):
     return sliding_window_view(xpad, (KH, KW), axis=(2, 3))[:, :, ::stride, ::stride]
 
 
+def _columns(xpad, KH, KW, stride):
+    """im2col: xpad (N, C, Hp, Wp) -> (C*KH*KW, N*H'*W'), one row per tap (c, ki, kj).
+
+    Row (c, ki, kj), column (n, i, j) holds xpad[n, c, i*stride + ki, j*stride + kj]. In this
+    order the copy moves whole output rows (j contiguous), 2-3x faster than rows of KW taps.
+    """
+    windows = _windows(xpad, KH, KW, stride)
+    N, C, H_out, W_out = windows.shape[:4]
+    return windows.transpose(1, 4, 5, 0, 2, 3).reshape(C * KH * KW, N * H_out * W_out)
+
+
 def conv2d_forward(x, w, b, stride=1, pad=0):
     """Convolution (cross-correlation) forward as one matrix product: weights @ im2col columns.
 
@@ -28,17 +41,13 @@ def conv2d_forward(x, w, b, stride=1, pad=0):
     x (N, C, H, W), w (F, C, KH, KW), b (F,) -> out (N, F, H', W')
     """
     F, C, KH, KW = w.shape
-    windows = _windows(_pad(x, pad), KH, KW, stride)
-    N, _, H_out, W_out = windows.shape[:4]
-    # Rows: one per tap (c, ki, kj); columns: one per output pixel (n, i, j). In this order
-    # the copy moves whole output rows (j contiguous), 2-3x faster than rows of KW taps.
-    columns = windows.transpose(1, 4, 5, 0, 2, 3).reshape(C * KH * KW, N * H_out * W_out)
-    out = w.reshape(F, C * KH * KW) @ columns + b[:, None]
+    N, H_out, W_out = x.shape[0], output_size(x.shape[2], KH, stride, pad), output_size(x.shape[3], KW, stride, pad)
+    out = w.reshape(F, C * KH * KW) @ _columns(_pad(x, pad), KH, KW, stride) + b[:, None]
     return np.ascontiguousarray(out.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3))
 
 
 def conv2d_backward(dout, x, w, stride=1, pad=0):
-    """Convolution backward: dw by one tensor contraction over the windows, dx tap by tap.
+    """Convolution backward: dw and the per-tap contributions to dx as matrix products.
 
     dw[f, c, ki, kj] = sum_{n, i, j} dout[n, f, i, j] * xpad[n, c, i*stride + ki, j*stride + kj]
     db[f]            = sum_{n, i, j} dout[n, f, i, j]
@@ -50,11 +59,11 @@ def conv2d_backward(dout, x, w, stride=1, pad=0):
     N, _, H, W = x.shape
     H_out, W_out = dout.shape[2:]
     xpad = _pad(x, pad)
-    windows = _windows(xpad, KH, KW, stride)
-    dw = np.tensordot(dout, windows, axes=([0, 2, 3], [0, 2, 3]))  # (F, C, KH, KW)
-    db = dout.sum(axis=(0, 2, 3))
-    # All taps at once: contributions[n, c, ki, kj, i, j] = sum_f w[f, c, ki, kj] * dout[n, f, i, j].
-    contributions = np.tensordot(w, dout, axes=([0], [1])).transpose(3, 0, 1, 2, 4, 5)
+    dout_rows = dout.transpose(1, 0, 2, 3).reshape(F, N * H_out * W_out)  # (F, N*H'*W')
+    dw = (dout_rows @ _columns(xpad, KH, KW, stride).T).reshape(w.shape)
+    db = dout_rows.sum(axis=1)
+    # All taps at once: contributions[c, ki, kj, n, i, j] = sum_f w[f, c, ki, kj] * dout[n, f, i, j].
+    contributions = (w.reshape(F, C * KH * KW).T @ dout_rows).reshape(C, KH, KW, N, H_out, W_out)
     dxpad = np.zeros(xpad.shape, dtype=x.dtype)
     # Each tap lands on a strided grid of input pixels; grids of different taps overlap,
     # so they are added one tap at a time (KH * KW steps, each over the whole batch).
@@ -62,9 +71,9 @@ def conv2d_backward(dout, x, w, stride=1, pad=0):
         for kj in range(KW):
             rows = slice(ki, ki + stride * (H_out - 1) + 1, stride)
             cols = slice(kj, kj + stride * (W_out - 1) + 1, stride)
-            dxpad[:, :, rows, cols] += contributions[:, :, ki, kj]
+            dxpad[:, :, rows, cols] += contributions[:, ki, kj].transpose(1, 0, 2, 3)
     dx = dxpad[:, :, pad:pad + H, pad:pad + W]
-    return np.ascontiguousarray(dx), dw.astype(w.dtype, copy=False), db.astype(w.dtype, copy=False)
+    return np.ascontiguousarray(dx), dw, db
 
 
 def _taps(x, size, stride, H_out, W_out):
@@ -86,7 +95,7 @@ def maxpool2d_forward(x, size=2, stride=None):
     if stride is None:
         stride = size
     N, C, H, W = x.shape
-    H_out, W_out = 1 + (H - size) // stride, 1 + (W - size) // stride
+    H_out, W_out = output_size(H, size, stride, 0), output_size(W, size, stride, 0)
     # One elementwise maximum per tap over whole (N, C, H', W') planes: a reduction over
     # the tiny trailing window axes of a strided view is 10-50x slower in NumPy.
     out = None
