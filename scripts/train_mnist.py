@@ -233,6 +233,10 @@ def train(state, data, settings, save_path, quiet):
             save(state, settings, save_path)
 
 
+def plural(count, noun):
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def checkpoint_note(save_path, state):
     """Where the last complete epoch is safe, for the messages of a run that stops early."""
     if not state["saved_epoch"]:
@@ -252,7 +256,7 @@ def main(argv=None):
         print("\ntrain_mnist.py: interrupted before training started", file=sys.stderr)
         return EXIT_INTERRUPTED
     if state["epoch"] >= settings["epochs"]:
-        print(f"{args.resume} already holds {state['epoch']} epochs; pass --epochs {state['epoch'] + 1} or more to go on")
+        print(f"{args.resume} already holds {plural(state['epoch'], 'epoch')}; pass --epochs {state['epoch'] + 1} or more to go on")
         return 0
     save_path = args.save or args.resume
     print(describe(settings, state, data), flush=True)
@@ -267,7 +271,7 @@ def main(argv=None):
     except OSError as error:
         print(f"train_mnist.py: could not write the checkpoint: {error}{checkpoint_note(save_path, state)}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"test accuracy {100 * state['metrics'][-1]['test_accuracy']:.2f}% after {state['epoch']} epochs")
+    print(f"test accuracy {100 * state['metrics'][-1]['test_accuracy']:.2f}% after {plural(state['epoch'], 'epoch')}")
     if plots:
         os.makedirs(args.plot, exist_ok=True)
         write_metrics(os.path.join(args.plot, "metrics.jsonl"), state["metrics"])

@@ -109,7 +109,7 @@ def test_resume_of_a_finished_run_does_nothing(finished_run):
     save = finished_run
     before = save.read_bytes()
     result = run_script("--resume", save, "--epochs", "1")
-    assert result.returncode == 0 and "already holds 1 epochs" in result.stdout
+    assert result.returncode == 0 and "already holds 1 epoch;" in result.stdout
     assert save.read_bytes() == before
 
 
