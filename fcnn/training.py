@@ -19,8 +19,8 @@ class TrainingDiverged(ValueError):
         self.epoch, self.step, self.loss, self.lr = epoch, step, loss, lr
         super().__init__(
             f"training diverged: the loss is {loss} at epoch {epoch + 1}, step {step} of "
-            f"{steps_per_epoch} (lr {lr:g}). "
-            f"Try a lower --lr (e.g. {lr / 10:g}), a lower --momentum or a larger --batch-size."
+            f"{steps_per_epoch} (this epoch's lr: {lr:g}). "
+            f"Try a lower --lr (a tenth, say), a lower --momentum or a larger --batch-size."
         )
 
 

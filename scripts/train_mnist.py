@@ -241,7 +241,7 @@ def checkpoint_note(save_path, state):
     """Where the last complete epoch is safe, for the messages of a run that stops early."""
     if not state["saved_epoch"]:
         return ""
-    return f"; the last good checkpoint, {save_path}, holds epoch {state['saved_epoch']}"
+    return f"\ntrain_mnist.py: the last good checkpoint, {save_path}, holds epoch {state['saved_epoch']}"
 
 
 def main(argv=None):
@@ -266,7 +266,7 @@ def main(argv=None):
         print(f"train_mnist.py: {error}{checkpoint_note(save_path, state)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print(f"\ntrain_mnist.py: interrupted during epoch {state['epoch'] + 1}{checkpoint_note(save_path, state)}", file=sys.stderr)
+        print(f"\ntrain_mnist.py: interrupted in epoch {state['epoch'] + 1}{checkpoint_note(save_path, state)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as error:
         print(f"train_mnist.py: could not write the checkpoint: {error}{checkpoint_note(save_path, state)}", file=sys.stderr)
