@@ -68,12 +68,23 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def preset_of(checkpoint):
+    """The preset name of a checkpoint's architecture; ValueError for one this script cannot train."""
+    for name in sorted(fcnn.PRESETS):
+        if fcnn.resolve_arch(name) == checkpoint["arch"]:
+            return name
+    raise ValueError(
+        f"the checkpoint holds an architecture that is not one of the presets {sorted(fcnn.PRESETS)}; "
+        "this script trains presets only (use fcnn.training from Python for your own)"
+    )
+
+
 def resolve_settings(args, checkpoint):
     """Each run setting from the command line, else the checkpoint, else the arch's default."""
-    remembered = checkpoint["config"] if checkpoint else {}
+    remembered = {**checkpoint["config"], "arch": preset_of(checkpoint)} if checkpoint else {}
     given = {key: getattr(args, key) for key in RUN_SETTINGS if getattr(args, key) is not None}
-    if checkpoint and "arch" in given and given["arch"] != remembered.get("arch"):
-        raise ValueError(f"--arch {given['arch']} does not match the checkpoint, which holds {remembered.get('arch')!r}")
+    if checkpoint and "arch" in given and given["arch"] != remembered["arch"]:
+        raise ValueError(f"--arch {given['arch']} does not match the checkpoint, which holds {remembered['arch']!r}")
     arch = given.get("arch") or remembered.get("arch") or "seed"
     settings = {**ARCH_DEFAULTS[arch], "seed": 0, "data": None, "train_limit": None, "test_limit": None}
     settings.update({key: value for key, value in remembered.items() if key in RUN_SETTINGS})

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fcnn.checkpoint import load_checkpoint
+import fcnn
+from fcnn.checkpoint import load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train_mnist.py"
@@ -130,6 +131,28 @@ def test_divergence_exits_1_naming_the_step_and_keeps_the_last_good_checkpoint(f
 ])
 def test_bad_arguments_exit_2_with_a_message(args, fragment):
     assert_clean_failure(run_script(*args, "--quiet"), 2, fragment)
+
+
+def test_resume_takes_the_architecture_from_a_checkpoint_saved_from_python(tmp_path):
+    # Written by the library with no training settings: the arch must come from the arrays.
+    save = tmp_path / "lenet5.npz"
+    params = fcnn.init("lenet5", seed=0)
+    save_checkpoint(save, arch="lenet5", params=params, velocity=fcnn.zeros_like(params), epoch=1,
+                    rng_state=np.random.default_rng(0).bit_generator.state)
+    result = run_script("--resume", save, "--epochs", "2", "--backend", "numpy",
+                        "--train-limit", "64", "--test-limit", "20", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "lenet5 net" in result.stdout and "epoch 2/2" in result.stdout
+    assert load_checkpoint(save)["epoch"] == 2
+
+
+def test_resume_of_a_custom_architecture_exits_2(tmp_path):
+    save = tmp_path / "custom.npz"
+    arch = [{"type": "flatten"}, {"type": "dense", "units": 10}]
+    params = fcnn.init(arch, seed=0)
+    save_checkpoint(save, arch=arch, params=params, velocity=fcnn.zeros_like(params), epoch=1,
+                    rng_state=np.random.default_rng(0).bit_generator.state)
+    assert_clean_failure(run_script("--resume", save, "--epochs", "2"), 2, "presets only")
 
 
 def test_a_corrupt_checkpoint_exits_2(tmp_path):
