@@ -252,7 +252,7 @@ def checkpoint_note(save_path, state):
     """Where the last complete epoch is safe, for the messages of a run that stops early."""
     if not state["saved_epoch"]:
         return ""
-    return f"\ntrain_mnist.py: the last good checkpoint, {save_path}, holds epoch {state['saved_epoch']}"
+    return f"\ntrain_mnist.py: the last good checkpoint, {save_path}, holds epoch {state['saved_epoch']} (go on with --resume {save_path})"
 
 
 def main(argv=None):
