@@ -6,6 +6,7 @@ the others the preset's batch, so compare them per image (extra_info, bench/repo
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 from workloads import batch_for, conv_multiply_adds, layer_cases
 
 import fcnn
@@ -48,10 +49,15 @@ def pool_inputs(rng, case, batch):
 
 
 def run(benchmark, backend, kernel, args, images, flops_per_image):
-    """Warm up (numba compiles on the first call), then time kernel(*args)."""
-    kernel(*args)
-    benchmark.extra_info.update(backend=backend, images=images, flops_per_image=flops_per_image)
-    benchmark(kernel, *args)
+    """Warm up (numba compiles on the first call), then time kernel(*args) with one BLAS thread.
+
+    One BLAS thread is how fcnn.model runs the kernels: with two, the numpy backend's lenet5
+    conv1 backward took 15 ms instead of 3 ms on an idle 2-core machine.
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        kernel(*args)
+        benchmark.extra_info.update(backend=backend, images=images, flops_per_image=flops_per_image)
+        benchmark(kernel, *args)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
