@@ -122,6 +122,6 @@ def maxpool2d_backward(dout, x, size=2, stride=None):
     dx = np.zeros(x.shape, dtype=x.dtype)
     for tap in _taps(x, size, stride, H_out, W_out):
         wins = unclaimed & (x[tap] == largest)
-        dx[tap] += np.where(wins, dout, 0)
+        dx[tap] += dout * wins  # a product with the 0/1 mask: branch-free, unlike np.where
         unclaimed &= ~wins
     return dx
