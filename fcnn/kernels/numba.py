@@ -1,7 +1,8 @@
 """The loop kernels of fcnn.kernels.loop, compiled to machine code by numba.
 
-One source: nothing here re-implements a kernel. Each function of loop.py is compiled as it
-stands, and the compiled code is cached on disk so a second run starts without recompiling.
+One source: nothing here re-implements a kernel. Each function of loop.py is compiled with
+`numba.prange` in place of its `prange`, so the loops marked there run in parallel, and
+the compiled code is cached on disk so a second run starts without recompiling.
 """
 
 import types
@@ -12,11 +13,16 @@ from fcnn.kernels import loop
 
 
 def _compile(function, namespace, **options):
-    """njit `function` so that its global names resolve in `namespace` instead of loop.py."""
+    """njit `function` so that its global names resolve in `namespace` instead of loop.py.
+
+    numba's disk cache names an entry after the function, not after its options: the
+    options go into the name (conv2d_backward__fastmath_parallel), so that a cache written
+    with other options is never loaded in their place.
+    """
     rebound = types.FunctionType(
         function.__code__, namespace, function.__name__, function.__defaults__
     )
-    rebound.__qualname__ = function.__qualname__
+    rebound.__qualname__ = "_".join([function.__qualname__, *sorted(options)])
     return numba.njit(cache=True, **options)(rebound)
 
 
@@ -33,22 +39,20 @@ def _compile_as_part_of_loop(function):
     return numba.njit(cache=True)(rebound)
 
 
-# loop.py's globals with the compiled helpers swapped in. `prange` stays plain `range`:
-# on this project's 2-core machines two threads bought little at batch 32-64 when the
-# machine was idle, and cost 10-50x when another process was busy (every parallel loop
-# ends in a barrier that waits for a thread the OS has put to sleep). Every kernel is
-# compiled once, with one set of options: numba's disk cache is keyed on the function,
-# not on its options, so two variants of one function would collide.
-_namespace = dict(vars(loop))
+# loop.py's globals, with the compiled helpers and numba's parallel range swapped in.
+# Two threads halve the kernels' time on an idle 2-core machine; on a busy one each
+# parallel loop's closing barrier waits for a thread the OS has put to sleep, and the
+# kernels ran 10-50x slower. There, run with NUMBA_NUM_THREADS=1 (or numba.set_num_threads(1)).
+_namespace = dict(vars(loop), prange=numba.prange)
 _namespace["output_size"] = _compile(loop.output_size, _namespace)
 _namespace["zero_pad"] = _compile(loop.zero_pad, _namespace)
 
-conv2d_forward = _compile(loop.conv2d_forward, _namespace)
+conv2d_forward = _compile(loop.conv2d_forward, _namespace, parallel=True)
 # fastmath lets the dw and db sums be reordered into SIMD lanes: 3-4x faster, and the
 # result differs from the strict left-to-right sum only by float rounding.
-conv2d_backward = _compile(loop.conv2d_backward, _namespace, fastmath=True)
-maxpool2d_forward = _compile(loop.maxpool2d_forward, _namespace)
-maxpool2d_backward = _compile(loop.maxpool2d_backward, _namespace)
+conv2d_backward = _compile(loop.conv2d_backward, _namespace, parallel=True, fastmath=True)
+maxpool2d_forward = _compile(loop.maxpool2d_forward, _namespace, parallel=True)
+maxpool2d_backward = _compile(loop.maxpool2d_backward, _namespace, parallel=True)
 
 
 # Fast paths for the common shapes, which the registry calls when the arguments match:
