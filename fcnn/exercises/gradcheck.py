@@ -11,13 +11,14 @@ import numpy as np
 EPS = 1e-6
 
 
-def numerical_gradient(loss, array, eps=EPS):
+def numerical_gradient(loss, array, indices=None, eps=EPS):
     """dL/d(array) by central differences; `loss()` reads `array`, which is nudged in place and restored.
 
-    loss: () -> float, array (any shape, float64) -> gradient (same shape)
+    loss: () -> float, array (any shape, float64) -> gradient (same shape, float64); with
+    `indices` (a list of index tuples) only those entries are computed, the others are NaN.
     """
-    gradient = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
+    gradient = np.full(array.shape, np.nan)
+    for index in np.ndindex(array.shape) if indices is None else indices:
         original = array[index]
         array[index] = original + eps
         above = loss()
