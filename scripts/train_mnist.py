@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 import fcnn
+from fcnn._memory import keep_freed_memory
 from fcnn.checkpoint import (
     generator_from_state,
     load_checkpoint,
@@ -295,4 +296,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    # Process-wide, so here and not in the library: steps reuse freed memory instead of
+    # faulting in fresh pages (seed 2.1 -> 1.35 ms per step; fcnn/_memory.py has the numbers).
+    keep_freed_memory()
     sys.exit(main())
