@@ -27,8 +27,8 @@ from fcnn.training import TrainingDiverged, evaluate, learning_rate, train_epoch
 # Settings each architecture trains well with on a 2-core machine (measured; see the README).
 ARCH_DEFAULTS = {
     "seed": {"backend": "numba", "epochs": 5, "batch_size": 32, "lr": 0.2, "momentum": 0.0, "lr_decay": 0.6},
-    # numba: 3 epochs took 28.5 s wall (8.6 s per epoch, 99.00 %) against numpy's 35.4 s
-    # (10.7 s per epoch, 98.83 %), measured one after the other on an idle 2-core machine.
+    # numba: 3 epochs took 22.2 s wall (6.7 s per epoch, 99.00 %) against numpy's 35.4 s
+    # (10.7 s per epoch, 98.83 %), on an idle 2-core machine.
     "lenet5": {"backend": "numba", "epochs": 3, "batch_size": 64, "lr": 0.05, "momentum": 0.9, "lr_decay": 0.5},
 }
 # The settings a checkpoint remembers, so that --resume continues the run it was written by.
