@@ -120,8 +120,15 @@ def maxpool2d_backward(dout, x, size=2, stride=None):
     # holds its maximum: a later tie finds it claimed already.
     unclaimed = np.ones(dout.shape, dtype=bool)
     dx = np.zeros(x.shape, dtype=x.dtype)
+    # Windows that do not overlap (stride >= size) reach each input pixel through one tap
+    # only: assigning instead of adding halves the cost of the strided write.
+    overlapping = stride < size
     for tap in _taps(x, size, stride, H_out, W_out):
         wins = unclaimed & (x[tap] == largest)
-        dx[tap] += dout * wins  # a product with the 0/1 mask: branch-free, unlike np.where
+        gradient = dout * wins  # a product with the 0/1 mask: branch-free, unlike np.where
+        if overlapping:
+            dx[tap] += gradient
+        else:
+            dx[tap] = gradient
         unclaimed &= ~wins
     return dx
