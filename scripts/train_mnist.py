@@ -1,6 +1,6 @@
 """Train an fcnn network on MNIST from the command line: parse, call the library, print, save.
 
-    python scripts/train_mnist.py                      # seed net, numba, 5 epochs (half a minute)
+    python scripts/train_mnist.py                      # seed net, numba, 5 epochs (about 15 s once numba has compiled)
     python scripts/train_mnist.py --arch lenet5 --save runs/lenet5.npz --plot runs/lenet5
 """
 
