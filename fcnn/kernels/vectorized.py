@@ -33,6 +33,17 @@ def _columns(xpad, KH, KW, stride):
     return windows.transpose(1, 4, 5, 0, 2, 3).reshape(C * KH * KW, N * H_out * W_out)
 
 
+def _taps(KH, KW, stride, H_out, W_out):
+    """Each tap (di, dj) of a KH x KW window, in row-major order, with the index that selects
+    a[:, :, i*stride + di, j*stride + dj] for every output pixel (i, j) of an (N, C, Hp, Wp) array a.
+    """
+    for di in range(KH):
+        for dj in range(KW):
+            rows = slice(di, di + stride * (H_out - 1) + 1, stride)
+            cols = slice(dj, dj + stride * (W_out - 1) + 1, stride)
+            yield (di, dj), (slice(None), slice(None), rows, cols)
+
+
 def conv2d_forward(x, w, b, stride=1, pad=0):
     """Convolution (cross-correlation) forward as one matrix product: weights @ im2col columns.
 
@@ -67,22 +78,10 @@ def conv2d_backward(dout, x, w, stride=1, pad=0):
     dxpad = np.zeros(xpad.shape, dtype=x.dtype)
     # Each tap lands on a strided grid of input pixels; grids of different taps overlap,
     # so they are added one tap at a time (KH * KW steps, each over the whole batch).
-    for ki in range(KH):
-        for kj in range(KW):
-            rows = slice(ki, ki + stride * (H_out - 1) + 1, stride)
-            cols = slice(kj, kj + stride * (W_out - 1) + 1, stride)
-            dxpad[:, :, rows, cols] += contributions[:, ki, kj].transpose(1, 0, 2, 3)
+    for (ki, kj), tap in _taps(KH, KW, stride, H_out, W_out):
+        dxpad[tap] += contributions[:, ki, kj].transpose(1, 0, 2, 3)
     dx = dxpad[:, :, pad:pad + H, pad:pad + W]
     return np.ascontiguousarray(dx), dw, db
-
-
-def _taps(x, size, stride, H_out, W_out):
-    """Each (di, dj) of the window, in row-major order, with the view x[:, :, i*stride + di, j*stride + dj]."""
-    for di in range(size):
-        for dj in range(size):
-            rows = slice(di, di + stride * (H_out - 1) + 1, stride)
-            cols = slice(dj, dj + stride * (W_out - 1) + 1, stride)
-            yield (slice(None), slice(None), rows, cols)
 
 
 def maxpool2d_forward(x, size=2, stride=None):
@@ -99,7 +98,7 @@ def maxpool2d_forward(x, size=2, stride=None):
     # One elementwise maximum per tap over whole (N, C, H', W') planes: a reduction over
     # the tiny trailing window axes of a strided view is 10-50x slower in NumPy.
     out = None
-    for tap in _taps(x, size, stride, H_out, W_out):
+    for _, tap in _taps(size, size, stride, H_out, W_out):
         out = x[tap].copy() if out is None else np.maximum(out, x[tap], out=out)
     return out
 
@@ -123,7 +122,7 @@ def maxpool2d_backward(dout, x, size=2, stride=None):
     # Windows that do not overlap (stride >= size) reach each input pixel through one tap
     # only: assigning instead of adding halves the cost of the strided write.
     overlapping = stride < size
-    for tap in _taps(x, size, stride, H_out, W_out):
+    for _, tap in _taps(size, size, stride, H_out, W_out):
         wins = unclaimed & (x[tap] == largest)
         gradient = dout * wins  # a product with the 0/1 mask: branch-free, unlike np.where
         if overlapping:
