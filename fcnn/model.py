@@ -263,9 +263,13 @@ def backward(params, cache, dlogits):
     kernels = get_backend(cache["backend"])
     grads = {}
     dout = dlogits
-    for name, spec, x in reversed(list(zip(layer_names(specs), specs, inputs))):
+    for position, name, spec, x in reversed(list(zip(range(len(specs)), layer_names(specs), specs, inputs))):
         kind = spec["type"]
-        if kind == "conv":
+        if kind == "conv" and position == 0:
+            # The first layer's input is the data, which needs no gradient: dx is skipped.
+            dw, db = kernels.conv2d_backward_weights(dout, x, params[name]["w"], spec["stride"], spec["pad"])
+            grads[name] = {"w": dw, "b": db}
+        elif kind == "conv":
             dout, dw, db = kernels.conv2d_backward(dout, x, params[name]["w"], spec["stride"], spec["pad"])
             grads[name] = {"w": dw, "b": db}
         elif kind == "relu":

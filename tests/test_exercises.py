@@ -430,7 +430,9 @@ def _body_of(function):
 def test_stub_with_the_reference_body_pasted_in_passes(tmp_path, kernel):
     stub = exercises.stub(kernel)
     todo = stub.index("    # TODO")
-    helpers = "from fcnn.kernels.loop import output_size, prange, zero_pad\n"
+    helpers = (
+        "from fcnn.kernels.loop import conv2d_backward_input, conv2d_backward_weights, output_size, prange, zero_pad\n"
+    )
     source = helpers + stub[:todo] + _body_of(KERNELS[kernel].reference)
     path = tmp_path / "my_kernel.py"
     path.write_text(source)

@@ -83,6 +83,19 @@ def test_conv2d_gradients_match_finite_differences(backend, case):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_conv2d_backward_weights_is_conv2d_backward_without_dx(backend, case):
+    # Stride-1 cases take numba's fast path, the others its general kernel.
+    kernels = get_backend(backend)
+    x, w, b, stride, pad = conv_arrays(case)
+    dout = np.random.default_rng(1).standard_normal(kernels.conv2d_forward(x, w, b, stride, pad).shape)
+    _, dw, db = kernels.conv2d_backward(dout, x, w, stride, pad)
+    weights_only = kernels.conv2d_backward_weights(dout, x, w, stride, pad)
+    np.testing.assert_allclose(weights_only[0], dw, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(weights_only[1], db, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", POOL_CASES, ids=str)
 def test_maxpool2d_gradient_matches_finite_differences(backend, case):
     kernels = get_backend(backend)
@@ -186,6 +199,8 @@ def test_conv2d_backends_agree_on_random_shapes(case, dtype):
         np.testing.assert_allclose(kernels.conv2d_forward(x, w, b, stride, pad), out, **tolerance)
         for got, expected in zip(kernels.conv2d_backward(dout, x, w, stride, pad), grads):
             np.testing.assert_allclose(got, expected, **tolerance)
+        for got, expected in zip(kernels.conv2d_backward_weights(dout, x, w, stride, pad), grads[1:]):
+            np.testing.assert_allclose(got, expected, **tolerance)
 
 
 pool_shapes = st.tuples(
@@ -219,6 +234,7 @@ def all_calls(kernels, dtype):
     return [
         ("conv2d_forward", kernels.conv2d_forward, (x, w, b, stride, pad)),
         ("conv2d_backward", kernels.conv2d_backward, (np.ones_like(conv_out), x, w, stride, pad)),
+        ("conv2d_backward_weights", kernels.conv2d_backward_weights, (np.ones_like(conv_out), x, w, stride, pad)),
         ("maxpool2d_forward", kernels.maxpool2d_forward, (pool_x, size, pool_stride)),
         ("maxpool2d_backward", kernels.maxpool2d_backward, (np.ones_like(pool_out), pool_x, size, pool_stride)),
     ]
@@ -253,7 +269,9 @@ def test_kernels_accept_non_contiguous_views():
 def test_numba_backend_compiles_the_loop_source_itself():
     from fcnn.kernels import numba as compiled
 
-    for name in ("conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward"):
+    kernels = ("conv2d_forward", "conv2d_backward", "conv2d_backward_weights", "conv2d_backward_input",
+               "maxpool2d_forward", "maxpool2d_backward")
+    for name in kernels:
         assert getattr(compiled, name).py_func.__code__ is getattr(loop, name).__code__
 
 
@@ -316,6 +334,8 @@ def test_backward_kernels_refuse_a_dout_of_the_wrong_shape(backend):
     x, w, b, stride, pad = conv_arrays(CONV_CASES[0])
     with pytest.raises(ValueError, match=r"dout must have the forward output's shape \(1, 1, 3, 3\); got \(1, 1, 4, 4\)"):
         kernels.conv2d_backward(np.zeros((1, 1, 4, 4)), x, w, stride, pad)
+    with pytest.raises(ValueError, match=r"conv2d_backward_weights: dout must have the forward output's shape"):
+        kernels.conv2d_backward_weights(np.zeros((1, 1, 4, 4)), x, w, stride, pad)
     with pytest.raises(ValueError, match=r"dout must have the forward output's shape \(1, 1, 2, 2\); got \(1, 1, 3, 3\)"):
         kernels.maxpool2d_backward(np.zeros((1, 1, 3, 3)), x, 2)
 

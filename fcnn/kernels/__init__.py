@@ -29,11 +29,15 @@ class BackendUnavailableError(ValueError):
 
 @dataclass(frozen=True)
 class Backend:
-    """The four kernels of one backend, each checking its arguments before it runs."""
+    """The kernels of one backend, each checking its arguments before it runs.
+
+    conv2d_backward_weights is conv2d_backward without dx: all a first layer needs.
+    """
 
     name: str
     conv2d_forward: Callable
     conv2d_backward: Callable
+    conv2d_backward_weights: Callable
     maxpool2d_forward: Callable
     maxpool2d_backward: Callable
 
@@ -51,6 +55,7 @@ def _checked(kernels, name):
     """
     conv2d_forward_stride1 = getattr(kernels, "conv2d_forward_stride1", None)
     conv2d_backward_stride1 = getattr(kernels, "conv2d_backward_stride1", None)
+    conv2d_backward_weights_stride1 = getattr(kernels, "conv2d_backward_weights_stride1", None)
     maxpool2d_forward_2x2 = getattr(kernels, "maxpool2d_forward_2x2", None)
     maxpool2d_backward_2x2 = getattr(kernels, "maxpool2d_backward_2x2", None)
 
@@ -66,6 +71,12 @@ def _checked(kernels, name):
             return conv2d_backward_stride1(*_contiguous(dout, x, w), int(pad))
         return kernels.conv2d_backward(*_contiguous(dout, x, w), int(stride), int(pad))
 
+    def conv2d_backward_weights(dout, x, w, stride=1, pad=0):
+        contract.check_conv2d_backward(dout, x, w, stride, pad, kernel="conv2d_backward_weights")
+        if stride == 1 and conv2d_backward_weights_stride1:
+            return conv2d_backward_weights_stride1(*_contiguous(dout, x, w), int(pad))
+        return kernels.conv2d_backward_weights(*_contiguous(dout, x, w), int(stride), int(pad))
+
     def maxpool2d_forward(x, size=2, stride=None):
         contract.check_maxpool2d_forward(x, size, stride)
         stride = size if stride is None else stride
@@ -80,9 +91,10 @@ def _checked(kernels, name):
             return maxpool2d_backward_2x2(*_contiguous(dout, x))
         return kernels.maxpool2d_backward(*_contiguous(dout, x), int(size), int(stride))
 
-    for function in (conv2d_forward, conv2d_backward, maxpool2d_forward, maxpool2d_backward):
+    functions = (conv2d_forward, conv2d_backward, conv2d_backward_weights, maxpool2d_forward, maxpool2d_backward)
+    for function in functions:
         function.__doc__ = getattr(kernels, function.__name__).__doc__
-    return Backend(name, conv2d_forward, conv2d_backward, maxpool2d_forward, maxpool2d_backward)
+    return Backend(name, *functions)
 
 
 @functools.cache

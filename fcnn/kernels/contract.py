@@ -70,9 +70,9 @@ def check_conv2d_forward(x, w, b, stride, pad):
         raise ValueError(f"conv2d_forward: b must have shape ({w.shape[0]},); got {b.shape}")
 
 
-def check_conv2d_backward(dout, x, w, stride, pad):
-    out_shape = conv2d_output_shape("conv2d_backward", x, w, stride, pad)
-    check_dout("conv2d_backward", dout, out_shape, x.dtype)
+def check_conv2d_backward(dout, x, w, stride, pad, kernel="conv2d_backward"):
+    out_shape = conv2d_output_shape(kernel, x, w, stride, pad)
+    check_dout(kernel, dout, out_shape, x.dtype)
 
 
 def maxpool2d_output_shape(kernel, x, size, stride):

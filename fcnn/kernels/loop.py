@@ -77,16 +77,30 @@ def conv2d_backward(dout, x, w, stride=1, pad=0):
     so the input pixel receives the gradient through that same tap, seen from the other side.
 
     dout (N, F, H', W'), x (N, C, H, W), w (F, C, KH, KW) -> dx (N, C, H, W), dw (F, C, KH, KW), db (F,)
+    The two functions below compute these sums: dw and db first, then dx.
+    """
+    dw, db = conv2d_backward_weights(dout, x, w, stride, pad)
+    dx = conv2d_backward_input(dout, x, w, stride, pad)
+    return dx, dw, db
+
+
+def conv2d_backward_weights(dout, x, w, stride=1, pad=0):
+    """The parameters' part of conv2d_backward: dw and db, without dx.
+
+    dw[f, c, ki, kj] = sum_{n, i, j} dout[n, f, i, j] * xpad[n, c, i*stride + ki, j*stride + kj]
+    db[f]            = sum_{n, i, j} dout[n, f, i, j]
+
+    All that the network's first layer needs: its input is the data, which has no gradient.
+    dout (N, F, H', W'), x (N, C, H, W), w (F, C, KH, KW) -> dw (F, C, KH, KW), db (F,)
     """
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
     H_out = dout.shape[2]
     W_out = dout.shape[3]
     xpad = zero_pad(x, pad)
-
-    # dw and db: every image adds to the same dw[f], so the independent loop is f, not n.
-    # The sums accumulate in the arrays themselves, in the dtype of w (a `total = 0.0`
-    # would silently sum float32 inputs in float64 once compiled).
+    # Every image adds to the same dw[f], so the independent loop is f, not n. The sums
+    # accumulate in the arrays themselves, in the dtype of w (a `total = 0.0` would
+    # silently sum float32 inputs in float64 once compiled).
     dw = np.zeros(w.shape, dtype=w.dtype)
     db = np.zeros(F, dtype=w.dtype)
     for f in prange(F):
@@ -103,10 +117,24 @@ def conv2d_backward(dout, x, w, stride=1, pad=0):
                         for kj in range(KW):
                             for j in range(W_out):
                                 dw[f, c, ki, kj] += dout[n, f, i, j] * xpad[n, c, i * stride + ki, j * stride + kj]
+    return dw, db
 
-    # dx: each image's gradient depends only on that image, so the independent loop is n.
-    dxpad = np.zeros(xpad.shape, dtype=x.dtype)
+
+def conv2d_backward_input(dout, x, w, stride=1, pad=0):
+    """The input's part of conv2d_backward: dx (x is read for its shape only).
+
+    dxpad[n, c, i*stride + ki, j*stride + kj] += w[f, c, ki, kj] * dout[n, f, i, j], dx = dxpad without its border
+
+    dout (N, F, H', W'), x (N, C, H, W), w (F, C, KH, KW) -> dx (N, C, H, W)
+    """
+    N, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    H_out = dout.shape[2]
+    W_out = dout.shape[3]
+    # Each image's gradient depends only on that image, so the independent loop is n.
+    dxpad = np.empty((N, C, H + 2 * pad, W + 2 * pad), dtype=x.dtype)
     for n in prange(N):
+        dxpad[n] = 0.0  # zeroed image by image, in the loop that fills it (see maxpool2d_backward)
         for f in range(F):
             for c in range(C):
                 for ki in range(KH):
@@ -122,7 +150,7 @@ def conv2d_backward(dout, x, w, stride=1, pad=0):
             for y in range(H):
                 for x_ in range(W):
                     dx[n, c, y, x_] = dxpad[n, c, y + pad, x_ + pad]
-    return dx, dw, db
+    return dx
 
 
 def maxpool2d_forward(x, size=2, stride=None):

@@ -50,7 +50,11 @@ _namespace["zero_pad"] = _compile(loop.zero_pad, _namespace)
 conv2d_forward = _compile(loop.conv2d_forward, _namespace, parallel=True)
 # fastmath lets the dw and db sums be reordered into SIMD lanes: 3-4x faster, and the
 # result differs from the strict left-to-right sum only by float rounding.
-conv2d_backward = _compile(loop.conv2d_backward, _namespace, parallel=True, fastmath=True)
+conv2d_backward_weights = _compile(loop.conv2d_backward_weights, _namespace, parallel=True, fastmath=True)
+conv2d_backward_input = _compile(loop.conv2d_backward_input, _namespace, parallel=True)
+_namespace["conv2d_backward_weights"] = conv2d_backward_weights
+_namespace["conv2d_backward_input"] = conv2d_backward_input
+conv2d_backward = _compile(loop.conv2d_backward, _namespace)
 maxpool2d_forward = _compile(loop.maxpool2d_forward, _namespace, parallel=True)
 maxpool2d_backward = _compile(loop.maxpool2d_backward, _namespace, parallel=True)
 
@@ -68,6 +72,11 @@ def conv2d_forward_stride1(x, w, b, pad):
 @_compile_as_part_of_loop
 def conv2d_backward_stride1(dout, x, w, pad):
     return conv2d_backward(dout, x, w, 1, pad)
+
+
+@_compile_as_part_of_loop
+def conv2d_backward_weights_stride1(dout, x, w, pad):
+    return conv2d_backward_weights(dout, x, w, 1, pad)
 
 
 @_compile_as_part_of_loop

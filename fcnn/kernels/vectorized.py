@@ -66,22 +66,43 @@ def conv2d_backward(dout, x, w, stride=1, pad=0):
 
     dout (N, F, H', W'), x (N, C, H, W), w (F, C, KH, KW) -> dx, dw, db (shapes of x, w, b)
     """
+    dw, db = conv2d_backward_weights(dout, x, w, stride, pad)
+    return conv2d_backward_input(dout, x, w, stride, pad), dw, db
+
+
+def _dout_rows(dout):
+    """dout (N, F, H', W') -> (F, N*H'*W'), one row per filter, in the column order of _columns."""
+    N, F, H_out, W_out = dout.shape
+    return dout.transpose(1, 0, 2, 3).reshape(F, N * H_out * W_out)
+
+
+def conv2d_backward_weights(dout, x, w, stride=1, pad=0):
+    """conv2d_backward's dw and db (without dx): dw = dout rows @ im2col columns.T, db = row sums.
+
+    dout (N, F, H', W'), x (N, C, H, W), w (F, C, KH, KW) -> dw (F, C, KH, KW), db (F,)
+    """
+    KH, KW = w.shape[2:]
+    dout_rows = _dout_rows(dout)
+    dw = (dout_rows @ _columns(_pad(x, pad), KH, KW, stride).T).reshape(w.shape)
+    return dw, dout_rows.sum(axis=1)
+
+
+def conv2d_backward_input(dout, x, w, stride=1, pad=0):
+    """conv2d_backward's dx: every tap's contribution w.T @ dout, added on its grid of input pixels.
+
+    dout (N, F, H', W'), x (N, C, H, W) (read for its shape), w (F, C, KH, KW) -> dx (N, C, H, W)
+    """
     F, C, KH, KW = w.shape
     N, _, H, W = x.shape
     H_out, W_out = dout.shape[2:]
-    xpad = _pad(x, pad)
-    dout_rows = dout.transpose(1, 0, 2, 3).reshape(F, N * H_out * W_out)  # (F, N*H'*W')
-    dw = (dout_rows @ _columns(xpad, KH, KW, stride).T).reshape(w.shape)
-    db = dout_rows.sum(axis=1)
     # All taps at once: contributions[c, ki, kj, n, i, j] = sum_f w[f, c, ki, kj] * dout[n, f, i, j].
-    contributions = (w.reshape(F, C * KH * KW).T @ dout_rows).reshape(C, KH, KW, N, H_out, W_out)
-    dxpad = np.zeros(xpad.shape, dtype=x.dtype)
+    contributions = (w.reshape(F, C * KH * KW).T @ _dout_rows(dout)).reshape(C, KH, KW, N, H_out, W_out)
+    dxpad = np.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=x.dtype)
     # Each tap lands on a strided grid of input pixels; grids of different taps overlap,
     # so they are added one tap at a time (KH * KW steps, each over the whole batch).
     for (ki, kj), tap in _taps(KH, KW, stride, H_out, W_out):
         dxpad[tap] += contributions[:, ki, kj].transpose(1, 0, 2, 3)
-    dx = dxpad[:, :, pad:pad + H, pad:pad + W]
-    return np.ascontiguousarray(dx), dw, db
+    return np.ascontiguousarray(dxpad[:, :, pad:pad + H, pad:pad + W])
 
 
 def maxpool2d_forward(x, size=2, stride=None):
