@@ -83,6 +83,18 @@ def test_conv2d_backward(benchmark, rng, case, backend):
     run(benchmark, backend, kernel, (dout, x, w, case["spec"]["stride"], case["spec"]["pad"]), batch, flops)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", [case for case in CONV_CASES if case["layer"] == "conv1"], ids=case_id)
+def test_conv2d_backward_weights(benchmark, rng, case, backend):
+    # What the first layer runs: its input is the data, so dx is skipped.
+    benchmark.group = group("conv2d backward weights", case)
+    batch = batch_for(backend, case["preset"])
+    x, w, b, dout = conv_inputs(rng, case, batch)
+    flops = 2 * conv_multiply_adds(w.shape, dout.shape[2:])
+    kernel = fcnn.get_backend(backend).conv2d_backward_weights
+    run(benchmark, backend, kernel, (dout, x, w, case["spec"]["stride"], case["spec"]["pad"]), batch, flops)
+
+
 def pool_comparisons(case, dout):
     """Comparisons per image: size*size - 1 per output value."""
     return (case["spec"]["size"] ** 2 - 1) * int(np.prod(dout.shape[1:]))
