@@ -275,6 +275,17 @@ def test_numba_backend_compiles_the_loop_source_itself():
         assert getattr(compiled, name).py_func.__code__ is getattr(loop, name).__code__
 
 
+def test_numba_cache_names_carry_the_compile_options_and_their_values():
+    # numba's disk cache keys on the function's name, not on its options: a kernel compiled
+    # with other options must never load this one's cached code.
+    from fcnn.kernels import numba as compiled
+
+    variants = [{}, {"parallel": True}, {"parallel": True, "fastmath": True}, {"parallel": True, "fastmath": {"contract"}}]
+    names = {compiled._compile(loop.maxpool2d_forward, compiled._namespace, **options).py_func.__qualname__
+             for options in variants}
+    assert len(names) == len(variants)
+
+
 def test_registry_lists_the_three_backends():
     assert available_backends() == ["loop", "numpy", "numba"]
     assert [get_backend(name).name for name in BACKENDS] == BACKENDS

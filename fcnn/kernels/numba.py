@@ -16,13 +16,14 @@ def _compile(function, namespace, **options):
     """njit `function` so that its global names resolve in `namespace` instead of loop.py.
 
     numba's disk cache names an entry after the function, not after its options: the
-    options go into the name (conv2d_backward__fastmath_parallel), so that a cache written
-    with other options is never loaded in their place.
+    options and their values go into the name (conv2d_forward_fastmath-contract_parallel),
+    so that a cache written with other options is never loaded in their place.
     """
     rebound = types.FunctionType(
         function.__code__, namespace, function.__name__, function.__defaults__
     )
-    rebound.__qualname__ = "_".join([function.__qualname__, *sorted(options)])
+    names = [key if value is True else "-".join([key, *sorted(value)]) for key, value in sorted(options.items())]
+    rebound.__qualname__ = "_".join([function.__qualname__, *names])
     return numba.njit(cache=True, **options)(rebound)
 
 
@@ -47,11 +48,13 @@ _namespace = dict(vars(loop), prange=numba.prange)
 _namespace["output_size"] = _compile(loop.output_size, _namespace)
 _namespace["zero_pad"] = _compile(loop.zero_pad, _namespace)
 
-conv2d_forward = _compile(loop.conv2d_forward, _namespace, parallel=True)
-# fastmath lets the dw and db sums be reordered into SIMD lanes: 3-4x faster, and the
-# result differs from the strict left-to-right sum only by float rounding.
+# fastmath={"contract"} lets each `a += w * x` be one fused multiply-add (rounded once
+# instead of twice), nothing else: 4-10 % faster on the presets' convolutions.
+conv2d_forward = _compile(loop.conv2d_forward, _namespace, parallel=True, fastmath={"contract"})
+# Full fastmath also lets the dw and db sums be reordered into SIMD lanes: 3-4x faster, and
+# the result differs from the strict left-to-right sum only by float rounding.
 conv2d_backward_weights = _compile(loop.conv2d_backward_weights, _namespace, parallel=True, fastmath=True)
-conv2d_backward_input = _compile(loop.conv2d_backward_input, _namespace, parallel=True)
+conv2d_backward_input = _compile(loop.conv2d_backward_input, _namespace, parallel=True, fastmath={"contract"})
 _namespace["conv2d_backward_weights"] = conv2d_backward_weights
 _namespace["conv2d_backward_input"] = conv2d_backward_input
 conv2d_backward = _compile(loop.conv2d_backward, _namespace)
