@@ -1,6 +1,6 @@
 """The layers that need no kernel backend: ReLU and dense (fully connected), forward and backward.
 
-They are one NumPy expression each, the same in every backend.
+They are a few NumPy operations each, the same in every backend.
 """
 
 import numpy as np

@@ -263,7 +263,7 @@ def backward(params, cache, dlogits):
     kernels = get_backend(cache["backend"])
     grads = {}
     dout = dlogits
-    for position, name, spec, x in reversed(list(zip(range(len(specs)), layer_names(specs), specs, inputs))):
+    for position, (name, spec, x) in reversed(list(enumerate(zip(layer_names(specs), specs, inputs)))):
         kind = spec["type"]
         if kind == "conv" and position == 0:
             # The first layer's input is the data, which needs no gradient: dx is skipped.
