@@ -2,6 +2,7 @@
 against each other and against independent computations (scipy, reshape-max), ties,
 dtypes, purity and argument checks."""
 
+import os
 import subprocess
 import sys
 
@@ -269,10 +270,54 @@ def test_kernels_accept_non_contiguous_views():
 def test_numba_backend_compiles_the_loop_source_itself():
     from fcnn.kernels import numba as compiled
 
-    kernels = ("conv2d_forward", "conv2d_backward", "conv2d_backward_weights", "conv2d_backward_input",
+    kernels = ("conv2d_forward", "conv2d_backward_weights", "conv2d_backward_input",
                "maxpool2d_forward", "maxpool2d_backward")
     for name in kernels:
         assert getattr(compiled, name).py_func.__code__ is getattr(loop, name).__code__
+    # conv2d_backward is loop.py's own composition of the two compiled halves, run by Python.
+    assert compiled.conv2d_backward.__code__ is loop.conv2d_backward.__code__
+    assert compiled.conv2d_backward.__globals__["conv2d_backward_weights"] is compiled.conv2d_backward_weights
+    assert compiled.conv2d_backward.__globals__["conv2d_backward_input"] is compiled.conv2d_backward_input
+
+
+def test_numba_fast_paths_inline_the_loop_source_itself():
+    from fcnn.kernels import numba as compiled
+
+    fast_paths = {"conv2d_forward_stride1": "conv2d_forward",
+                  "conv2d_backward_weights_stride1": "conv2d_backward_weights",
+                  "conv2d_backward_input_stride1": "conv2d_backward_input",
+                  "maxpool2d_forward_2x2": "maxpool2d_forward", "maxpool2d_backward_2x2": "maxpool2d_backward"}
+    for fast_path, kernel in fast_paths.items():
+        inlined = getattr(compiled, fast_path).py_func.__globals__[kernel]
+        assert inlined.py_func.__code__ is getattr(loop, kernel).__code__, fast_path
+        assert inlined.targetoptions["inline"] == "always", fast_path
+
+
+def test_numba_cache_written_from_cached_kernels_loads_in_the_next_process(tmp_path):
+    # numba#8578: a cached function that calls a parallel one, compiled while that callee came
+    # from the disk cache, crashed the next process that loaded it (segfault). The fast paths
+    # inline their kernel instead; here one is recompiled beside a cache of everything else.
+    script = (
+        "import numpy as np, fcnn\n"
+        "from fcnn.kernels import get_backend, loop\n"
+        "x = np.arange(2 * 3 * 6 * 6, dtype=np.float32).reshape(2, 3, 6, 6) % 7\n"
+        "w = np.ones((4, 3, 3, 3), np.float32); b = np.zeros(4, np.float32)\n"
+        "numba = get_backend('numba').conv2d_forward(x, w, b, 1, 1)\n"
+        "assert np.array_equal(numba, loop.conv2d_forward(x, w, b, 1, 1))\n"
+    )
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+
+    def run():
+        return subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
+
+    assert run().returncode == 0
+    fast_path_files = list(tmp_path.rglob("*conv2d_forward_stride1*"))
+    assert fast_path_files, "the fast path left no cache file to remove"
+    for path in fast_path_files:
+        path.unlink()
+    for attempt in ("recompiles the fast path", "loads everything from the cache"):
+        result = run()
+        assert result.returncode == 0, f"the process that {attempt} failed ({result.returncode}): {result.stderr}"
 
 
 def test_numba_cache_names_carry_the_compile_options_and_their_values():

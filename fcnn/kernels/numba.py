@@ -2,7 +2,8 @@
 
 One source: nothing here re-implements a kernel. Each function of loop.py is compiled with
 `numba.prange` in place of its `prange`, so the loops marked there run in parallel, and
-the compiled code is cached on disk so a second run starts without recompiling.
+the compiled code is cached on disk so a second run starts without recompiling. The fast
+paths at the end compile the same kernels again with their stride fixed.
 """
 
 import types
@@ -27,17 +28,25 @@ def _compile(function, namespace, **options):
     return numba.njit(cache=True, **options)(rebound)
 
 
-def _compile_as_part_of_loop(function):
-    """njit a wrapper of loop.py's kernels, cached as if it lived in loop.py.
+def _fast_path(kernel, **options):
+    """Decorator: njit a call of loop.py's `kernel` with constant arguments, `kernel` inlined.
 
-    numba's disk cache keys a function on its own source file and does not look at what it
-    calls. Giving the wrapper loop.py's file means that editing loop.py recompiles the
-    wrapper too, instead of silently running the kernel it inlined from the old file.
+    The kernel's body is compiled into the decorated function, with `options`, so that LLVM
+    sees the constants. It is inlined, not called: numba's disk cache can store a call from a
+    cached function into a parallel one such that a later process crashes (segfault) loading
+    it, when the caller was compiled while the callee came from the cache (numba#8578). The
+    fast path is cached as part of loop.py, so editing loop.py recompiles it with the kernel.
     """
-    code = function.__code__.replace(co_filename=loop.__file__)
-    rebound = types.FunctionType(code, function.__globals__, function.__name__, function.__defaults__)
-    rebound.__qualname__ = function.__qualname__
-    return numba.njit(cache=True)(rebound)
+    inlined = numba.njit(inline="always")(
+        types.FunctionType(kernel.__code__, _namespace, kernel.__name__, kernel.__defaults__)
+    )
+    namespace = {**_namespace, kernel.__name__: inlined}
+
+    def compile_with_kernel_inlined(wrapper):
+        code = wrapper.__code__.replace(co_filename=loop.__file__)
+        return _compile(types.FunctionType(code, namespace, wrapper.__name__), namespace, **options)
+
+    return compile_with_kernel_inlined
 
 
 # loop.py's globals, with the compiled helpers and numba's parallel range swapped in.
@@ -48,46 +57,62 @@ _namespace = dict(vars(loop), prange=numba.prange)
 _namespace["output_size"] = _compile(loop.output_size, _namespace)
 _namespace["zero_pad"] = _compile(loop.zero_pad, _namespace)
 
+# The options of each kernel, shared by its fast path below.
 # fastmath={"contract"} lets each `a += w * x` be one fused multiply-add (rounded once
 # instead of twice), nothing else. On the presets' convolutions it measured from as fast
 # (within 1 %) to 10 % faster, varying from day to day on a shared machine.
-conv2d_forward = _compile(loop.conv2d_forward, _namespace, parallel=True, fastmath={"contract"})
 # Full fastmath also lets the dw and db sums be reordered into SIMD lanes: 3-4x faster, and
 # the result differs from the strict left-to-right sum only by float rounding.
-conv2d_backward_weights = _compile(loop.conv2d_backward_weights, _namespace, parallel=True, fastmath=True)
-conv2d_backward_input = _compile(loop.conv2d_backward_input, _namespace, parallel=True, fastmath={"contract"})
-_namespace["conv2d_backward_weights"] = conv2d_backward_weights
-_namespace["conv2d_backward_input"] = conv2d_backward_input
-conv2d_backward = _compile(loop.conv2d_backward, _namespace)
-maxpool2d_forward = _compile(loop.maxpool2d_forward, _namespace, parallel=True)
-maxpool2d_backward = _compile(loop.maxpool2d_backward, _namespace, parallel=True)
+CONV2D_FORWARD = dict(parallel=True, fastmath={"contract"})
+CONV2D_BACKWARD_WEIGHTS = dict(parallel=True, fastmath=True)
+CONV2D_BACKWARD_INPUT = dict(parallel=True, fastmath={"contract"})
+MAXPOOL2D = dict(parallel=True)
+
+conv2d_forward = _compile(loop.conv2d_forward, _namespace, **CONV2D_FORWARD)
+conv2d_backward_weights = _compile(loop.conv2d_backward_weights, _namespace, **CONV2D_BACKWARD_WEIGHTS)
+conv2d_backward_input = _compile(loop.conv2d_backward_input, _namespace, **CONV2D_BACKWARD_INPUT)
+maxpool2d_forward = _compile(loop.maxpool2d_forward, _namespace, **MAXPOOL2D)
+maxpool2d_backward = _compile(loop.maxpool2d_backward, _namespace, **MAXPOOL2D)
+# loop.py's conv2d_backward as it is, run by Python: it calls the two compiled halves. (Compiled,
+# it would be a cached function calling parallel ones, which numba#8578 can crash.)
+conv2d_backward = types.FunctionType(
+    loop.conv2d_backward.__code__,
+    {**_namespace, "conv2d_backward_weights": conv2d_backward_weights, "conv2d_backward_input": conv2d_backward_input},
+    "conv2d_backward", loop.conv2d_backward.__defaults__,
+)
 
 
 # Fast paths for the common shapes, which the registry calls when the arguments match:
-# stride-1 convolutions (every preset) and 2x2 pools of stride 2. Called with a literal
-# stride, the kernel is inlined and LLVM sees that `j * stride + kj` walks a row one element
-# at a time, so it vectorises the row instead of gathering element by element: 3-5x for
-# conv2d, 8x / 2x for maxpool2d forward / backward on the presets' shapes.
-@_compile_as_part_of_loop
+# stride-1 convolutions (every preset) and 2x2 pools of stride 2. With the stride a constant,
+# LLVM sees that `j * stride + kj` walks a row one element at a time, so it vectorises the
+# row instead of gathering element by element: 3-5x for conv2d, 8x / 2x for maxpool2d
+# forward / backward on the presets' shapes.
+@_fast_path(loop.conv2d_forward, **CONV2D_FORWARD)
 def conv2d_forward_stride1(x, w, b, pad):
     return conv2d_forward(x, w, b, 1, pad)
 
 
-@_compile_as_part_of_loop
-def conv2d_backward_stride1(dout, x, w, pad):
-    return conv2d_backward(dout, x, w, 1, pad)
-
-
-@_compile_as_part_of_loop
+@_fast_path(loop.conv2d_backward_weights, **CONV2D_BACKWARD_WEIGHTS)
 def conv2d_backward_weights_stride1(dout, x, w, pad):
     return conv2d_backward_weights(dout, x, w, 1, pad)
 
 
-@_compile_as_part_of_loop
+@_fast_path(loop.conv2d_backward_input, **CONV2D_BACKWARD_INPUT)
+def conv2d_backward_input_stride1(dout, x, w, pad):
+    return conv2d_backward_input(dout, x, w, 1, pad)
+
+
+@_fast_path(loop.maxpool2d_forward, **MAXPOOL2D)
 def maxpool2d_forward_2x2(x):
     return maxpool2d_forward(x, 2, 2)
 
 
-@_compile_as_part_of_loop
+@_fast_path(loop.maxpool2d_backward, **MAXPOOL2D)
 def maxpool2d_backward_2x2(dout, x):
     return maxpool2d_backward(dout, x, 2, 2)
+
+
+def conv2d_backward_stride1(dout, x, w, pad):
+    """loop.conv2d_backward at stride 1, from the fast paths of its two halves: dw and db, then dx."""
+    dw, db = conv2d_backward_weights_stride1(dout, x, w, pad)
+    return conv2d_backward_input_stride1(dout, x, w, pad), dw, db
