@@ -345,7 +345,7 @@ def test_unknown_backend_is_refused_by_name():
 def test_without_numba_the_other_backends_still_work():
     script = (
         "import sys; sys.modules['numba'] = None\n"
-        "import numpy as np\n"
+        "import numpy as np, fcnn\n"
         "from fcnn.kernels import BackendUnavailableError, get_backend\n"
         "print(fcnn.available_backends())\n"
         "try:\n"
