@@ -6,7 +6,7 @@ RNG state, metrics and settings as JSON text in 0-d string arrays; FORMAT_VERSIO
 
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 import zlib
 
@@ -24,12 +24,6 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be read, or does not fit its architecture."""
 
 
-def _current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write(path, write):
     """Call write(file) on a temporary file beside `path`, then move it onto `path` in one step.
 
@@ -38,11 +32,13 @@ def atomic_write(path, write):
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    handle, temp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    # The name is chosen before the file exists, so that a Ctrl-C arriving anywhere after its
+    # creation, even inside the call that creates it, finds it in the cleanup below.
+    temp_path = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would have.
-        os.chmod(temp_path, 0o666 & ~_current_umask())
-        with os.fdopen(handle, "wb") as file:
+        # O_EXCL: never an existing file; mode 0666 less the umask, as a plain open() gives.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        with os.fdopen(os.open(temp_path, flags, 0o666), "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())

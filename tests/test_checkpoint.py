@@ -99,6 +99,22 @@ def test_a_crash_halfway_through_writing_keeps_the_old_checkpoint(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["run.npz"]
 
 
+def test_a_ctrl_c_just_after_the_temporary_file_is_created_leaves_no_temp_file(tmp_path, monkeypatch):
+    # The file exists, but the call that created it has not returned yet.
+    path = tmp_path / "run.npz"
+    create = os.open
+
+    def create_then_interrupt(*args, **kwargs):
+        os.close(create(*args, **kwargs))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "open", create_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write(path)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []
+
+
 def test_written_files_get_the_usual_permissions(tmp_path):
     path = tmp_path / "run.npz"
     write(path)
