@@ -22,7 +22,8 @@ def keep_freed_memory():
     a fresh mmap and unmaps it on free, so each step faults in new zeroed pages, at ~4 us per
     4 KiB page in a VM. Measured on 2 cores: seed b32 numba 1.59 -> 0.62 ms per step (710 page
     faults per step -> 0); earlier, with slower kernels, lenet5 b64 numba 10.1 -> 8.7 ms and
-    numpy 13.5 -> 10.9 ms; resident memory unchanged. Returns True if applied, False where the C library is not glibc (a no-op).
+    numpy 13.5 -> 10.9 ms; resident memory unchanged. Returns True if applied, False where the
+    C library is not glibc (a no-op).
     """
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
