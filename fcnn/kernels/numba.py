@@ -13,6 +13,11 @@ import numba
 from fcnn.kernels import loop
 
 
+def _rebound(function, namespace):
+    """A copy of `function` whose global names resolve in `namespace` instead of its module."""
+    return types.FunctionType(function.__code__, namespace, function.__name__, function.__defaults__)
+
+
 def _compile(function, namespace, **options):
     """njit `function` so that its global names resolve in `namespace` instead of loop.py.
 
@@ -20,9 +25,7 @@ def _compile(function, namespace, **options):
     options and their values go into the name (conv2d_forward_fastmath-contract_parallel),
     so that a cache written with other options is never loaded in their place.
     """
-    rebound = types.FunctionType(
-        function.__code__, namespace, function.__name__, function.__defaults__
-    )
+    rebound = _rebound(function, namespace)
     names = [key if value is True else "-".join([key, *sorted(value)]) for key, value in sorted(options.items())]
     rebound.__qualname__ = "_".join([function.__qualname__, *names])
     return numba.njit(cache=True, **options)(rebound)
@@ -37,14 +40,11 @@ def _fast_path(kernel, **options):
     it, when the caller was compiled while the callee came from the cache (numba#8578). The
     fast path is cached as part of loop.py, so editing loop.py recompiles it with the kernel.
     """
-    inlined = numba.njit(inline="always")(
-        types.FunctionType(kernel.__code__, _namespace, kernel.__name__, kernel.__defaults__)
-    )
-    namespace = {**_namespace, kernel.__name__: inlined}
+    namespace = {**_namespace, kernel.__name__: numba.njit(inline="always")(_rebound(kernel, _namespace))}
 
     def compile_with_kernel_inlined(wrapper):
-        code = wrapper.__code__.replace(co_filename=loop.__file__)
-        return _compile(types.FunctionType(code, namespace, wrapper.__name__), namespace, **options)
+        wrapper.__code__ = wrapper.__code__.replace(co_filename=loop.__file__)
+        return _compile(wrapper, namespace, **options)
 
     return compile_with_kernel_inlined
 
@@ -75,10 +75,9 @@ maxpool2d_forward = _compile(loop.maxpool2d_forward, _namespace, **MAXPOOL2D)
 maxpool2d_backward = _compile(loop.maxpool2d_backward, _namespace, **MAXPOOL2D)
 # loop.py's conv2d_backward as it is, run by Python: it calls the two compiled halves. (Compiled,
 # it would be a cached function calling parallel ones, which numba#8578 can crash.)
-conv2d_backward = types.FunctionType(
-    loop.conv2d_backward.__code__,
+conv2d_backward = _rebound(
+    loop.conv2d_backward,
     {**_namespace, "conv2d_backward_weights": conv2d_backward_weights, "conv2d_backward_input": conv2d_backward_input},
-    "conv2d_backward", loop.conv2d_backward.__defaults__,
 )
 
 
