@@ -10,7 +10,7 @@ Nothing mutates its inputs; randomness comes only from the seed or Generator you
 """
 
 from fcnn.data import DataFormatError, load_mnist, scale
-from fcnn.kernels import available_backends, get_backend
+from fcnn.kernels import available_backends, default_backend, get_backend
 from fcnn.losses import softmax_cross_entropy
 from fcnn.model import PRESETS, backward, forward, init, layer_names, loss_and_grads, predict, resolve_arch
 from fcnn.optim import momentum_step, sgd_step, zeros_like
@@ -22,6 +22,7 @@ __all__ = [
     "PRESETS",
     "available_backends",
     "backward",
+    "default_backend",
     "forward",
     "get_backend",
     "init",
