@@ -207,10 +207,9 @@ def _blas_threads():
 def _one_blas_thread(function):
     """`function`, run with NumPy's BLAS limited to one thread.
 
-    The network's matrices are small (at most 50,000 x 25 here): a second BLAS thread buys
-    nothing, and on a busy 2-core machine each multi-threaded call waits a whole OS time
-    slice (~4 ms) for a BLAS thread that was put to sleep; numba kernels need no second
-    pool spinning beside them either.
+    The network's matrices are small: a second BLAS thread buys nothing, and on a busy
+    2-core machine each multi-threaded call can wait a whole OS time slice for a BLAS thread
+    that was put to sleep; numba kernels need no second pool spinning beside them either.
     """
 
     @functools.wraps(function)

@@ -50,19 +50,19 @@ def _fast_path(kernel, **options):
 
 
 # loop.py's globals, with the compiled helpers and numba's parallel range swapped in.
-# Two threads halve the kernels' time on an idle 2-core machine; on a busy one each
-# parallel loop's closing barrier waits for a thread the OS has put to sleep, and the
-# kernels ran 10-50x slower. There, run with NUMBA_NUM_THREADS=1 (or numba.set_num_threads(1)).
+# Two threads nearly halve the kernels' time on an idle 2-core machine; on a busy one each
+# parallel loop's closing barrier waits for a thread the OS has put to sleep, and the kernels
+# run many times slower. There, run with NUMBA_NUM_THREADS=1 (or numba.set_num_threads(1)).
+# (Figures: docs/performance.md.)
 _namespace = dict(vars(loop), prange=numba.prange)
 _namespace["output_size"] = _compile(loop.output_size, _namespace)
 _namespace["zero_pad"] = _compile(loop.zero_pad, _namespace)
 
 # The options of each kernel, shared by its fast path below.
 # fastmath={"contract"} lets each `a += w * x` be one fused multiply-add (rounded once
-# instead of twice), nothing else. On the presets' convolutions it measured from as fast
-# (within 1 %) to 10 % faster, varying from day to day on a shared machine.
-# Full fastmath also lets the dw and db sums be reordered into SIMD lanes: 3-4x faster, and
-# the result differs from the strict left-to-right sum only by float rounding.
+# instead of twice), nothing else: at best a few per cent on the presets' convolutions.
+# Full fastmath also lets the dw and db sums be reordered into SIMD lanes, several times
+# faster; the result differs from the strict left-to-right sum only by float rounding.
 CONV2D_FORWARD = dict(parallel=True, fastmath={"contract"})
 CONV2D_BACKWARD_WEIGHTS = dict(parallel=True, fastmath=True)
 CONV2D_BACKWARD_INPUT = dict(parallel=True, fastmath={"contract"})
@@ -84,8 +84,7 @@ conv2d_backward = _rebound(
 # Fast paths for the common shapes, which the registry calls when the arguments match:
 # stride-1 convolutions (every preset) and 2x2 pools of stride 2. With the stride a constant,
 # LLVM sees that `j * stride + kj` walks a row one element at a time, so it vectorises the
-# row instead of gathering element by element: 3-5x for conv2d, 8x / 2x for maxpool2d
-# forward / backward on the presets' shapes.
+# row instead of gathering element by element: several times faster on the presets' shapes.
 @_fast_path(loop.conv2d_forward, **CONV2D_FORWARD)
 def conv2d_forward_stride1(x, w, b, pad):
     return conv2d_forward(x, w, b, 1, pad)
