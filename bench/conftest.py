@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from fcnn._memory import keep_freed_memory
+from fcnn import keep_freed_memory
 
 
 def pytest_configure(config):
     # The configuration scripts/train_mnist.py runs in: freed memory stays in the heap (see
-    # fcnn/_memory.py). torch runs in this same process, so the comparison stays even.
+    # fcnn/memory.py). torch runs in this same process, so the comparison stays even.
     keep_freed_memory()
 
 

@@ -7,11 +7,14 @@
     params = fcnn.sgd_step(params, grads, lr=0.1)
 
 Nothing mutates its inputs; randomness comes only from the seed or Generator you pass.
+fcnn.keep_freed_memory() is the one process-wide setting: call it at the start of a training
+script (see fcnn/memory.py).
 """
 
 from fcnn.data import DataFormatError, load_mnist, scale
 from fcnn.kernels import available_backends, default_backend, get_backend
 from fcnn.losses import softmax_cross_entropy
+from fcnn.memory import keep_freed_memory
 from fcnn.model import PRESETS, backward, forward, init, layer_names, loss_and_grads, predict, resolve_arch
 from fcnn.optim import momentum_step, sgd_step, zeros_like
 
@@ -26,6 +29,7 @@ __all__ = [
     "forward",
     "get_backend",
     "init",
+    "keep_freed_memory",
     "layer_names",
     "load_mnist",
     "loss_and_grads",
