@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy.signal import correlate2d
 
 from fcnn.kernels import BackendUnavailableError, available_backends, get_backend, loop
-from gradcheck import numerical_gradient, relative_error
+from fcnn.exercises.gradcheck import numerical_gradient, relative_error
 
 BACKENDS = ["loop", "numpy", "numba"]
 # Finite differences in float64 agree with a correct gradient to ~1e-9 here; a wrong one

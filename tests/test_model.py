@@ -10,7 +10,7 @@ from scipy.special import log_softmax
 import fcnn
 from fcnn import layers
 from fcnn.model import output_shapes
-from gradcheck import numerical_gradient, relative_error
+from fcnn.exercises.gradcheck import numerical_gradient, relative_error
 
 BACKENDS = ["loop", "numpy", "numba"]
 GRAD_TOLERANCE = 1e-6
