@@ -15,7 +15,18 @@ from fcnn.data import DataFormatError, load_mnist, scale
 from fcnn.kernels import available_backends, default_backend, get_backend
 from fcnn.losses import softmax_cross_entropy
 from fcnn.memory import keep_freed_memory
-from fcnn.model import PRESETS, backward, forward, init, layer_names, loss_and_grads, predict, resolve_arch
+from fcnn.model import (
+    PRESETS,
+    backward,
+    forward,
+    init,
+    layer_names,
+    loss_and_grads,
+    output_shapes,
+    param_shapes,
+    predict,
+    resolve_arch,
+)
 from fcnn.optim import momentum_step, sgd_step, zeros_like
 
 __version__ = "0.1.0"
@@ -34,6 +45,8 @@ __all__ = [
     "load_mnist",
     "loss_and_grads",
     "momentum_step",
+    "output_shapes",
+    "param_shapes",
     "predict",
     "resolve_arch",
     "scale",

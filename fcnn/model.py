@@ -9,16 +9,19 @@ An architecture is a list of layer specs (plain dicts), so a new network is a ne
      {"type": "dense", "units": 10}]
 
 Parameters are {"conv1": {"w": ..., "b": ...}, "dense1": {...}}: one entry per layer that
-has weights, named by its type and its rank among layers of that type.
+has weights, named by its type and its rank among layers of that type. What each layer type
+computes lives in fcnn.layer_types; this module runs the layers in order, and checks that
+parameters and inputs fit the architecture before any kernel runs.
 """
 
 import functools
+import math
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from fcnn import layers
 from fcnn.kernels import get_backend
+from fcnn.layer_types import LAYER_TYPES, PARAM_KEYS, REQUIRED
 from fcnn.losses import softmax_cross_entropy
 
 PRESETS = {
@@ -47,23 +50,14 @@ PRESETS = {
 }
 
 MNIST_SHAPE = (1, 28, 28)
-
-# Every key a layer type accepts, with its default (REQUIRED: no default).
-REQUIRED = object()
-LAYER_KEYS = {
-    "conv": {"filters": REQUIRED, "kernel": REQUIRED, "stride": 1, "pad": 0},
-    "relu": {},
-    "maxpool": {"size": 2, "stride": None},
-    "flatten": {},
-    "dense": {"units": REQUIRED},
-}
-WEIGHTED = ("conv", "dense")
+FLOAT_DTYPES = (np.float32, np.float64)
 
 
 def resolve_arch(arch):
     """A preset name or a list of layer specs -> the list of specs with every default filled in.
 
-    Raises ValueError for an unknown preset, layer type or key, or a missing required key.
+    Raises ValueError for an unknown preset, layer type or key, a missing required key, or a
+    value that cannot work (a kernel of 0, a negative pad).
     """
     if isinstance(arch, str):
         if arch not in PRESETS:
@@ -74,36 +68,43 @@ def resolve_arch(arch):
     resolved = []
     for position, spec in enumerate(arch):
         kind = spec.get("type") if isinstance(spec, dict) else None
-        if kind not in LAYER_KEYS:
-            raise ValueError(
-                f"arch[{position}]: layer type must be one of {sorted(LAYER_KEYS)}; got {spec!r}"
-            )
-        unknown = set(spec) - set(LAYER_KEYS[kind]) - {"type"}
+        if kind not in LAYER_TYPES:
+            raise ValueError(f"arch[{position}]: layer type must be one of {sorted(LAYER_TYPES)}; got {spec!r}")
+        keys = LAYER_TYPES[kind].keys
+        unknown = set(spec) - set(keys) - {"type"}
         if unknown:
             raise ValueError(
-                f"arch[{position}] ({kind}): unknown keys {sorted(unknown)}; "
-                f"a {kind} layer takes {sorted(LAYER_KEYS[kind])}"
+                f"arch[{position}] ({kind}): unknown keys {sorted(unknown)}; a {kind} layer takes {sorted(keys)}"
             )
         full = {"type": kind}
-        for key, default in LAYER_KEYS[kind].items():
+        for key, default in keys.items():
             if key not in spec and default is REQUIRED:
                 raise ValueError(f"arch[{position}] ({kind}): missing required key {key!r}")
             full[key] = spec.get(key, default)
-        if kind == "conv":
-            kernel = full["kernel"]
-            full["kernel"] = [kernel, kernel] if isinstance(kernel, int) else list(kernel)
-        resolved.append(full)
+        try:
+            resolved.append(LAYER_TYPES[kind].resolve(full))
+        except ValueError as error:
+            raise ValueError(f"arch[{position}] ({kind}): {error}") from None
     return resolved
+
+
+def _layers(arch):
+    """(name, spec, layer type) for every layer of arch, in order; names as in layer_names.
+
+    The functions below whose name starts with _ take this list, so that each public function
+    resolves its architecture once.
+    """
+    counts = {}
+    layer_list = []
+    for spec in resolve_arch(arch):
+        counts[spec["type"]] = counts.get(spec["type"], 0) + 1
+        layer_list.append((f"{spec['type']}{counts[spec['type']]}", spec, LAYER_TYPES[spec["type"]]))
+    return layer_list
 
 
 def layer_names(arch):
     """One name per layer: conv1, relu1, maxpool1, conv2, ... (type + rank among its type)."""
-    counts = {}
-    names = []
-    for spec in resolve_arch(arch):
-        counts[spec["type"]] = counts.get(spec["type"], 0) + 1
-        names.append(f"{spec['type']}{counts[spec['type']]}")
-    return names
+    return [name for name, _, _ in _layers(arch)]
 
 
 def output_shapes(arch, input_shape=MNIST_SHAPE):
@@ -111,92 +112,135 @@ def output_shapes(arch, input_shape=MNIST_SHAPE):
 
     Raises ValueError naming the layer where the shapes do not fit.
     """
+    return _output_shapes(_layers(arch), input_shape)
+
+
+def _output_shapes(layer_list, input_shape):
     shape = tuple(input_shape)
     shapes = []
-    for name, spec in zip(layer_names(arch), resolve_arch(arch)):
-        kind = spec["type"]
-        if kind in ("conv", "maxpool") and len(shape) != 3:
-            raise ValueError(f"{name}: needs (C, H, W) input; got shape {shape} (a flatten came before it?)")
-        if kind == "dense" and len(shape) != 1:
-            raise ValueError(f"{name}: needs flat input; got shape {shape} (add a flatten layer before it)")
-        if kind == "conv":
-            (KH, KW), stride, pad = spec["kernel"], spec["stride"], spec["pad"]
-            C, H, W = shape
-            if KH > H + 2 * pad or KW > W + 2 * pad:
-                raise ValueError(f"{name}: kernel {KH}x{KW} is larger than its padded input {H + 2 * pad}x{W + 2 * pad}")
-            shape = (spec["filters"], (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1)
-        elif kind == "maxpool":
-            size = spec["size"]
-            stride = spec["stride"] or size
-            C, H, W = shape
-            if size > H or size > W:
-                raise ValueError(f"{name}: window {size}x{size} is larger than its input {H}x{W}")
-            shape = (C, (H - size) // stride + 1, (W - size) // stride + 1)
-        elif kind == "flatten":
-            shape = (int(np.prod(shape)),)
-        elif kind == "dense":
-            shape = (spec["units"],)
+    for name, spec, layer in layer_list:
+        try:
+            shape = layer.output_shape(spec, shape)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
         shapes.append(shape)
     return shapes
+
+
+def param_shapes(arch, input_shape=MNIST_SHAPE):
+    """The shape of every parameter array, e.g. {"conv1": {"w": (8, 1, 3, 3), "b": (8,)}, "dense1": {...}}.
+
+    Layers without parameters (relu, maxpool, flatten) have no entry.
+    """
+    return _param_shapes(_layers(arch), input_shape)
+
+
+def _param_shapes(layer_list, input_shape):
+    inputs = [tuple(input_shape)] + _output_shapes(layer_list, input_shape)
+    return {
+        name: layer.param_shapes(spec, shape)
+        for (name, spec, layer), shape in zip(layer_list, inputs)
+        if layer.param_shapes is not None
+    }
 
 
 def init(arch, seed=0, dtype="float32", input_shape=MNIST_SHAPE):
     """New parameters: He-scaled normal weights (std = sqrt(2 / fan_in)), zero biases.
 
-    arch: preset name or list of layer specs; seed: int or numpy.random.Generator.
-    Returns {"conv1": {"w": (F, C, KH, KW), "b": (F,)}, "dense1": {"w": (D, M), "b": (M,)}, ...}.
+    fan_in is the number of inputs each output sums over, w.size / b.size: C*KH*KW for a conv,
+    D for a dense layer. arch: preset name or list of layer specs; seed: int or
+    numpy.random.Generator. Returns {"conv1": {"w": (F, C, KH, KW), "b": (F,)}, "dense1":
+    {"w": (D, M), "b": (M,)}, ...}.
     """
     dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
+    if dtype not in FLOAT_DTYPES:
         raise ValueError(f"dtype must be float32 or float64; got {dtype}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    specs = resolve_arch(arch)
-    shapes = [tuple(input_shape)] + output_shapes(specs, input_shape)
     params = {}
-    for name, spec, in_shape in zip(layer_names(specs), specs, shapes):
-        if spec["type"] == "conv":
-            KH, KW = spec["kernel"]
-            w_shape = (spec["filters"], in_shape[0], KH, KW)
-        elif spec["type"] == "dense":
-            w_shape = (in_shape[0], spec["units"])
-        else:
-            continue
-        fan_in = int(np.prod(w_shape[1:])) if spec["type"] == "conv" else w_shape[0]
-        w = rng.standard_normal(w_shape) * np.sqrt(2.0 / fan_in)
-        params[name] = {"w": w.astype(dtype), "b": np.zeros(w_shape[0] if spec["type"] == "conv" else w_shape[1], dtype)}
+    for name, shapes in param_shapes(arch, input_shape).items():
+        fan_in = math.prod(shapes["w"]) // math.prod(shapes["b"])
+        w = rng.standard_normal(shapes["w"]) * np.sqrt(2.0 / fan_in)
+        params[name] = {"w": w.astype(dtype), "b": np.zeros(shapes["b"], dtype)}
     return params
 
 
-def as_images(x, channels, dtype):
-    """x (N, C, H, W), or for one channel (N, H, W) or (N, 784) -> (N, C, H, W) of `dtype`.
+def as_images(x, dtype):
+    """x (N, C, H, W), or one channel as (N, H, W) or (N, 784) -> (N, C, H, W) of `dtype`.
 
-    Raises ValueError for a non-float x or a shape that does not fit.
+    Raises ValueError for a non-float x or another shape.
     """
     if not isinstance(x, np.ndarray):
         raise ValueError(f"x must be a numpy array; got {type(x).__name__}")
     if x.dtype.kind != "f":
-        raise ValueError(
-            f"x must be a float array (scale uint8 images with fcnn.data.scale); got {x.dtype}"
-        )
-    if channels == 1 and x.ndim == 2 and x.shape[1] == 28 * 28:
+        raise ValueError(f"x must be a float array (scale uint8 images with fcnn.data.scale); got {x.dtype}")
+    if x.ndim == 2 and x.shape[1] == 28 * 28:
         x = x.reshape(-1, 1, 28, 28)
-    elif channels == 1 and x.ndim == 3:
+    elif x.ndim == 3:
         x = x[:, None]
-    if x.ndim != 4 or x.shape[1] != channels:
-        raise ValueError(
-            f"x must be (N, {channels}, H, W) images"
-            + (", (N, H, W) or (N, 784)" if channels == 1 else "")
-            + f"; got shape {x.shape}"
-        )
+    if x.ndim != 4:
+        raise ValueError(f"x must be images (N, C, H, W), (N, H, W) or (N, 784); got shape {x.shape}")
     return x.astype(dtype, copy=False)
 
 
-def _check_params(params, specs):
-    """params must hold one {"w", "b"} entry per weighted layer of the architecture."""
-    expected = [name for name, spec in zip(layer_names(specs), specs) if spec["type"] in WEIGHTED]
-    if not isinstance(params, dict) or sorted(params) != sorted(expected):
-        got = sorted(params) if isinstance(params, dict) else type(params).__name__
-        raise ValueError(f"params must have the layers {expected} of the architecture; got {got}")
+def _params_dtype(params, layer_list):
+    """The one float dtype of params, once they are checked to hold what the architecture needs.
+
+    params must be a dict with exactly the architecture's layers that have parameters, each
+    exactly {"w", "b"}, numpy arrays, all float32 or all float64. (Their shapes depend on the
+    input too: _check_param_shapes.) Raises ValueError naming the layer that does not fit.
+    """
+    expected = [name for name, _, layer in layer_list if layer.param_shapes is not None]
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be a dict with the layers {expected}; got {type(params).__name__}")
+    missing = [name for name in expected if name not in params]
+    extra = [name for name in params if name not in expected]
+    if missing or extra:
+        raise ValueError(
+            f"params must have the layers {expected} of the architecture; got {list(params)}"
+            + (f" (missing {missing})" if missing else "")
+            + (f" (not in the architecture: {extra})" if extra else "")
+        )
+    dtype = first = None
+    for name in expected:
+        arrays = params[name]
+        if not isinstance(arrays, dict) or sorted(arrays) != sorted(PARAM_KEYS):
+            got = sorted(arrays) if isinstance(arrays, dict) else type(arrays).__name__
+            raise ValueError(f"{name}: params must hold exactly the arrays {list(PARAM_KEYS)}; got {got}")
+        for key in PARAM_KEYS:
+            array = arrays[key]
+            if not isinstance(array, np.ndarray):
+                raise ValueError(f"{name}: {key} must be a numpy array; got {type(array).__name__}")
+            if array.dtype not in FLOAT_DTYPES:
+                raise ValueError(f"{name}: {key} must be float32 or float64; got {array.dtype}")
+            if dtype is None:
+                dtype, first = array.dtype, f"{name}.{key}"
+            elif array.dtype != dtype:
+                raise ValueError(f"{name}: {key} is {array.dtype} but {first} is {dtype}; all parameters must share one dtype")
+    return dtype
+
+
+def _check_param_shapes(params, layer_list, input_shape):
+    """Every array of params must have the shape the architecture gives it for samples of input_shape.
+
+    Raises ValueError naming the layer, e.g. "conv1: w must have shape (8, 1, 3, 3) ...; got (8, 1, 5, 5)".
+    """
+    for name, shapes in _param_shapes(layer_list, input_shape).items():
+        for key, shape in shapes.items():
+            if params[name][key].shape != shape:
+                raise ValueError(
+                    f"{name}: {key} must have shape {shape} (the architecture's, for input samples of shape "
+                    f"{tuple(input_shape)}); got {params[name][key].shape}"
+                )
+
+
+def _fitted_images(params, x, layer_list):
+    """x as (N, C, H, W) images of the params' dtype, once params and x are checked to fit the layers.
+
+    Raises ValueError naming the layer (or x) that does not fit; called before any kernel runs.
+    """
+    images = as_images(x, _params_dtype(params, layer_list))
+    _check_param_shapes(params, layer_list, images.shape[1:])
+    return images
 
 
 @functools.cache
@@ -224,62 +268,46 @@ def _one_blas_thread(function):
 def forward(params, x, arch, backend="numpy"):
     """Run the network: x (N, C, H, W) (or (N, H, W), (N, 784)) -> logits (N, K), cache.
 
-    The cache holds what backward needs: the architecture, the backend and every layer's input.
+    Each layer's output is the next one's input: out = layer.forward(out). The cache holds what
+    backward needs: the resolved architecture, the backend's name and every layer's input.
     """
-    specs = resolve_arch(arch)
-    _check_params(params, specs)
     kernels = get_backend(backend)
-    conv_weights = [params[name]["w"] for name in params if name.startswith("conv")]
-    channels = conv_weights[0].shape[1] if conv_weights else 1
-    out = as_images(x, channels, dtype=next(iter(params.values()))["w"].dtype)
+    layer_list = _layers(arch)
+    out = _fitted_images(params, x, layer_list)
     inputs = []
-    for name, spec in zip(layer_names(specs), specs):
+    for name, spec, layer in layer_list:
         inputs.append(out)
-        kind = spec["type"]
-        if kind == "conv":
-            out = kernels.conv2d_forward(out, params[name]["w"], params[name]["b"], spec["stride"], spec["pad"])
-        elif kind == "relu":
-            out = layers.relu_forward(out)
-        elif kind == "maxpool":
-            out = kernels.maxpool2d_forward(out, spec["size"], spec["stride"])
-        elif kind == "flatten":
-            out = out.reshape(len(out), -1)
-        elif kind == "dense":
-            w = params[name]["w"]
-            if out.ndim != 2 or out.shape[1] != w.shape[0]:
-                raise ValueError(f"{name}: expected input (N, {w.shape[0]}); got {out.shape}")
-            out = layers.dense_forward(out, w, params[name]["b"])
-    return out, {"arch": specs, "backend": backend, "inputs": inputs}
+        out = layer.forward(kernels, spec, params.get(name), out)
+    return out, {"arch": [spec for _, spec, _ in layer_list], "backend": backend, "inputs": inputs}
 
 
 @_one_blas_thread
 def backward(params, cache, dlogits):
     """Gradients of the loss for every parameter, from forward's cache and d(loss)/d(logits).
 
-    Returns a dict shaped exactly like params.
+    The chain rule, layer by layer from the last: dout = d(loss)/d(the layer's output) becomes
+    d(loss)/d(its input). The first layer's input is the data, so its dx is not computed.
+    dlogits (N, K) -> a dict shaped exactly like params.
     """
-    specs, inputs = cache["arch"], cache["inputs"]
+    if not isinstance(cache, dict) or set(cache) != {"arch", "backend", "inputs"}:
+        raise ValueError("cache must be the cache forward returned, {'arch', 'backend', 'inputs'}")
+    arch, inputs = cache["arch"], cache["inputs"]
     kernels = get_backend(cache["backend"])
+    layer_list = _layers(arch)
+    _params_dtype(params, layer_list)
+    _check_param_shapes(params, layer_list, inputs[0].shape[1:])
+    logits_shape = (len(inputs[0]), *_output_shapes(layer_list, inputs[0].shape[1:])[-1])
+    if not isinstance(dlogits, np.ndarray) or dlogits.shape != logits_shape:
+        raise ValueError(
+            f"dlogits must be an array of the logits' shape {logits_shape}; got {getattr(dlogits, 'shape', type(dlogits).__name__)}"
+        )
     grads = {}
     dout = dlogits
-    for position, (name, spec, x) in reversed(list(enumerate(zip(layer_names(specs), specs, inputs)))):
-        kind = spec["type"]
-        if kind == "conv" and position == 0:
-            # The first layer's input is the data, which needs no gradient: dx is skipped.
-            dw, db = kernels.conv2d_backward_weights(dout, x, params[name]["w"], spec["stride"], spec["pad"])
-            grads[name] = {"w": dw, "b": db}
-        elif kind == "conv":
-            dout, dw, db = kernels.conv2d_backward(dout, x, params[name]["w"], spec["stride"], spec["pad"])
-            grads[name] = {"w": dw, "b": db}
-        elif kind == "relu":
-            dout = layers.relu_backward(dout, x)
-        elif kind == "maxpool":
-            dout = kernels.maxpool2d_backward(dout, x, spec["size"], spec["stride"])
-        elif kind == "flatten":
-            dout = dout.reshape(x.shape)
-        elif kind == "dense":
-            dout, dw, db = layers.dense_backward(dout, x, params[name]["w"])
-            grads[name] = {"w": dw, "b": db}
+    for position in reversed(range(len(layer_list))):
+        name, spec, layer = layer_list[position]
+        dout, layer_grads = layer.backward(kernels, spec, params.get(name), inputs[position], dout, need_dx=position > 0)
+        if layer.param_shapes is not None:
+            grads[name] = layer_grads
     return {name: grads[name] for name in params}
 
 
@@ -292,10 +320,9 @@ def loss_and_grads(params, x, labels, arch, backend="numpy"):
 
 def predict(params, x, arch, backend="numpy", batch_size=1000):
     """Class indices (N,) for images x, computed batch_size images at a time."""
-    if not isinstance(x, np.ndarray):
-        raise ValueError(f"x must be a numpy array; got {type(x).__name__}")
+    images = _fitted_images(params, x, _layers(arch))
     predictions = [
-        forward(params, x[start:start + batch_size], arch, backend)[0].argmax(axis=1)
-        for start in range(0, len(x), batch_size)
+        forward(params, images[start:start + batch_size], arch, backend)[0].argmax(axis=1)
+        for start in range(0, len(images), batch_size)
     ]
     return np.concatenate(predictions) if predictions else np.empty(0, dtype=np.int64)

@@ -287,9 +287,16 @@ def test_a_few_sgd_steps_fit_a_fixed_batch(arch):
         (lambda: fcnn.init([{"type": "conv", "filters": 2}]), r"arch\[0\] \(conv\): missing required key 'kernel'"),
         (lambda: fcnn.init([{"type": "dense", "units": 3, "size": 2}]), r"arch\[0\] \(dense\): unknown keys \['size'\]"),
         (lambda: fcnn.init([{"type": "dense", "units": 3}]), r"dense1: needs flat input; got shape \(1, 28, 28\)"),
+        (lambda: fcnn.init([{"type": "conv", "filters": 2, "kernel": 0}]), r"arch\[0\] \(conv\): kernel must be an integer >= 1; got 0"),
+        (lambda: fcnn.init([{"type": "conv", "filters": 2, "kernel": "3"}]), r"arch\[0\] \(conv\): kernel must be an integer or a pair \[KH, KW\]; got '3'"),
+        (lambda: fcnn.init([{"type": "conv", "filters": 2, "kernel": 3, "pad": -1}]), r"arch\[0\] \(conv\): pad must be an integer >= 0; got -1"),
+        (lambda: fcnn.init([{"type": "maxpool", "size": True}]), r"arch\[0\] \(maxpool\): size must be an integer >= 1; got True"),
+        (lambda: fcnn.init([{"type": "flatten"}, {"type": "dense", "units": 2.5}]), r"arch\[1\] \(dense\): units must be an integer >= 1; got 2.5"),
         (lambda: fcnn.init("seed", dtype="int32"), r"dtype must be float32 or float64; got int32"),
         (lambda: fcnn.forward(fcnn.init("seed"), np.zeros((1, 784), np.uint8), "seed"), r"x must be a float array .*got uint8"),
-        (lambda: fcnn.forward(fcnn.init("seed"), np.zeros((1, 3, 28, 28), np.float32), "seed"), r"x must be \(N, 1, H, W\) images.*got shape \(1, 3, 28, 28\)"),
+        (lambda: fcnn.forward(fcnn.init("seed"), np.zeros((1, 3, 28, 28), np.float32), "seed"), r"conv1: w must have shape \(8, 3, 3, 3\) \(the architecture's, for input samples of shape \(3, 28, 28\)\); got \(8, 1, 3, 3\)"),
+        (lambda: fcnn.forward(fcnn.init("seed"), np.zeros((1, 2, 3, 28, 28), np.float32), "seed"), r"x must be images \(N, C, H, W\), \(N, H, W\) or \(N, 784\); got shape \(1, 2, 3, 28, 28\)"),
+        (lambda: fcnn.forward(fcnn.init("seed"), np.zeros((1, 14, 14), np.float32), "seed"), r"dense1: w must have shape \(288, 10\) .*; got \(1352, 10\)"),
         (lambda: fcnn.forward(fcnn.init("seed"), np.zeros((1, 784), np.float32), "seed", "gpu"), r"backend must be one of"),
         (lambda: fcnn.forward(fcnn.init("seed"), np.zeros((1, 784), np.float32), "lenet5"), r"params must have the layers"),
     ],
@@ -297,3 +304,144 @@ def test_a_few_sgd_steps_fit_a_fixed_batch(arch):
 def test_bad_input_is_refused_with_a_clear_message(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ----- Parameters must fit the architecture (issue 14), checked before any kernel runs -------
+
+class NoKernels:
+    """A backend whose every kernel fails loudly, so a test can tell that none ran."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"kernel {name} ran before the parameters were checked")
+
+
+def refuse_every_kernel(monkeypatch):
+    """From here on, any kernel or layer computation fails the test."""
+    monkeypatch.setattr(fcnn.model, "get_backend", lambda name: NoKernels())
+    for name in ("relu_forward", "relu_backward", "dense_forward", "dense_backward"):
+        monkeypatch.setattr(layers, name, lambda *args, name=name: NoKernels().__getattr__(name))
+
+
+def with_change(arch, change):
+    """Fresh float32 params of arch with `change(params)` applied."""
+    params = fcnn.init(arch, seed=0)
+    change(params)
+    return params
+
+
+def replace(layer, key, value):
+    def change(params):
+        params[layer][key] = value
+    return change
+
+
+UNFIT_PARAMS = [
+    # (what is wrong, arch, change, message pattern)
+    ("5x5 kernel for a 3x3 layer", "seed", replace("conv1", "w", np.zeros((8, 1, 5, 5), np.float32)),
+     r"conv1: w must have shape \(8, 1, 3, 3\) \(the architecture's, for input samples of shape \(1, 28, 28\)\); got \(8, 1, 5, 5\)"),
+    ("dense of 7 units where the architecture says 10", "seed", replace("dense1", "w", np.zeros((1352, 7), np.float32)),
+     r"dense1: w must have shape \(1352, 10\) .*; got \(1352, 7\)"),
+    ("bias of the wrong length", "seed", replace("dense1", "b", np.zeros(7, np.float32)),
+     r"dense1: b must have shape \(10,\) .*; got \(7,\)"),
+    ("second conv with the wrong input channels", "lenet5", replace("conv2", "w", np.zeros((16, 5, 5, 5), np.float32)),
+     r"conv2: w must have shape \(16, 6, 5, 5\) .*; got \(16, 5, 5, 5\)"),
+    ("a float64 array among float32 ones", "seed", replace("dense1", "w", np.zeros((1352, 10))),
+     r"dense1: w is float64 but conv1.w is float32; all parameters must share one dtype"),
+    ("integer bias", "seed", replace("conv1", "b", np.zeros(8, np.int64)),
+     r"conv1: b must be float32 or float64; got int64"),
+    ("a list instead of an array", "seed", replace("conv1", "w", np.zeros((8, 1, 3, 3)).tolist()),
+     r"conv1: w must be a numpy array; got list"),
+    ("missing layer", "seed", lambda params: params.pop("dense1"),
+     r"params must have the layers \['conv1', 'dense1'\] of the architecture; got \['conv1'\] \(missing \['dense1'\]\)"),
+    ("extra layer", "seed", lambda params: params.update(dense2=params["dense1"]),
+     r"params must have the layers \['conv1', 'dense1'\] .*\(not in the architecture: \['dense2'\]\)"),
+    ("missing key", "seed", lambda params: params["conv1"].pop("b"),
+     r"conv1: params must hold exactly the arrays \['w', 'b'\]; got \['w'\]"),
+    ("extra key", "seed", replace("conv1", "v", np.zeros(8, np.float32)),
+     r"conv1: params must hold exactly the arrays \['w', 'b'\]; got \['b', 'v', 'w'\]"),
+    ("a layer that is not a dict", "seed", lambda params: params.update(conv1=np.zeros(8, np.float32)),
+     r"conv1: params must hold exactly the arrays \['w', 'b'\]; got ndarray"),
+]
+
+
+@pytest.mark.parametrize("case", UNFIT_PARAMS, ids=lambda case: case[0])
+@pytest.mark.parametrize("call", ["forward", "predict", "predict no images", "backward"])
+def test_params_that_do_not_fit_the_architecture_are_refused_by_layer_before_any_kernel_runs(call, case, monkeypatch):
+    _, arch, change, message = case
+    x, _ = mnist_like(3, dtype=np.float32)
+    _, cache = fcnn.forward(fcnn.init(arch, seed=0), x, arch, "numpy")
+    params = with_change(arch, change)
+    refuse_every_kernel(monkeypatch)
+    with pytest.raises(ValueError, match=message):
+        if call == "forward":
+            fcnn.forward(params, x, arch, "numpy")
+        elif call == "predict":
+            fcnn.predict(params, x, arch, "numpy")
+        elif call == "predict no images":
+            fcnn.predict(params, x[:0], arch, "numpy")
+        else:
+            fcnn.backward(params, cache, np.zeros((3, 10), np.float32))
+
+
+@pytest.mark.parametrize("params", [None, [1, 2], "seed"])
+def test_params_that_are_not_a_dict_are_refused(params):
+    with pytest.raises(ValueError, match=r"params must be a dict with the layers \['conv1', 'dense1'\]; got"):
+        fcnn.forward(params, np.zeros((1, 784), np.float32), "seed")
+
+
+def test_backward_refuses_a_dlogits_or_cache_that_does_not_fit():
+    params = fcnn.init("seed", seed=0)
+    _, cache = fcnn.forward(params, np.zeros((3, 784), np.float32), "seed", "numpy")
+    with pytest.raises(ValueError, match=r"dlogits must be an array of the logits' shape \(3, 10\); got \(3, 9\)"):
+        fcnn.backward(params, cache, np.zeros((3, 9), np.float32))
+    with pytest.raises(ValueError, match=r"cache must be the cache forward returned"):
+        fcnn.backward(params, {"inputs": cache["inputs"]}, np.zeros((3, 10), np.float32))
+
+
+class RecordingBackend:
+    """The numpy backend, noting the name of every kernel the model calls."""
+
+    def __init__(self):
+        self.calls = []
+        self.kernels = fcnn.get_backend("numpy")
+
+    def __getattr__(self, name):
+        self.calls.append(name)
+        return getattr(self.kernels, name)
+
+
+def test_the_first_conv_layer_computes_no_input_gradient(monkeypatch):
+    backend = RecordingBackend()
+    monkeypatch.setattr(fcnn.model, "get_backend", lambda name: backend)
+    params = fcnn.init("lenet5", seed=0)
+    x, labels = mnist_like(2, dtype=np.float32)
+    fcnn.loss_and_grads(params, x, labels, "lenet5", "numpy")
+    assert backend.calls == ["conv2d_forward", "maxpool2d_forward", "conv2d_forward", "maxpool2d_forward",
+                             "maxpool2d_backward", "conv2d_backward", "maxpool2d_backward", "conv2d_backward_weights"]
+
+
+def test_a_new_layer_type_is_one_unit_in_layer_types(monkeypatch):
+    # A tanh layer, added in one place only: init, forward, backward and the checks all follow.
+    from fcnn.layer_types import LAYER_TYPES, LayerType
+
+    class Tanh(LayerType):
+        @staticmethod
+        def output_shape(spec, shape):
+            return shape
+
+        @staticmethod
+        def forward(kernels, spec, params, x):
+            return np.tanh(x)
+
+        @staticmethod
+        def backward(kernels, spec, params, x, dout, need_dx):
+            return dout * (1 - np.tanh(x) ** 2), {}
+
+    monkeypatch.setitem(LAYER_TYPES, "tanh", Tanh)
+    arch = [{"type": "conv", "filters": 2, "kernel": 3}, {"type": "tanh"}, {"type": "flatten"},
+            {"type": "dense", "units": 3}, {"type": "tanh"}, {"type": "dense", "units": 4}]
+    assert fcnn.layer_names(arch) == ["conv1", "tanh1", "flatten1", "dense1", "tanh2", "dense2"]
+    params = fcnn.init(arch, seed=0, dtype="float64", input_shape=(1, 6, 6))
+    x, labels = mnist_like(2, shape=(1, 6, 6), classes=4)
+    errors = check_model_gradients(arch, "numpy", x, labels, params)
+    assert max(errors.values()) < GRAD_TOLERANCE, errors
