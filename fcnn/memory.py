@@ -10,7 +10,7 @@ import ctypes.util
 # glibc's mallopt parameters (malloc.h).
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-# glibc versions before 2.35 or so refuse an mmap threshold above half the heap size, 32 MiB on 64-bit.
+# Older glibc versions refuse an mmap threshold above half the heap size, 32 MiB on 64-bit (2.36 does not).
 MMAP_THRESHOLD_BYTES = 32 * 2**20
 TRIM_THRESHOLD_BYTES = 128 * 2**20
 
