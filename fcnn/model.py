@@ -215,7 +215,9 @@ def _params_dtype(params, layer_list):
             if dtype is None:
                 dtype, first = array.dtype, f"{name}.{key}"
             elif array.dtype != dtype:
-                raise ValueError(f"{name}: {key} is {array.dtype} but {first} is {dtype}; all parameters must share one dtype")
+                raise ValueError(
+                    f"{name}: {key} is {array.dtype} but {first} is {dtype}; all parameters must share one dtype"
+                )
     return dtype
 
 
@@ -298,14 +300,14 @@ def backward(params, cache, dlogits):
     _check_param_shapes(params, layer_list, inputs[0].shape[1:])
     logits_shape = (len(inputs[0]), *_output_shapes(layer_list, inputs[0].shape[1:])[-1])
     if not isinstance(dlogits, np.ndarray) or dlogits.shape != logits_shape:
-        raise ValueError(
-            f"dlogits must be an array of the logits' shape {logits_shape}; got {getattr(dlogits, 'shape', type(dlogits).__name__)}"
-        )
+        got = dlogits.shape if isinstance(dlogits, np.ndarray) else type(dlogits).__name__
+        raise ValueError(f"dlogits must be an array of the logits' shape {logits_shape}; got {got}")
     grads = {}
     dout = dlogits
     for position in reversed(range(len(layer_list))):
         name, spec, layer = layer_list[position]
-        dout, layer_grads = layer.backward(kernels, spec, params.get(name), inputs[position], dout, need_dx=position > 0)
+        x = inputs[position]
+        dout, layer_grads = layer.backward(kernels, spec, params.get(name), x, dout, need_dx=position > 0)
         if layer.param_shapes is not None:
             grads[name] = layer_grads
     return {name: grads[name] for name in params}
