@@ -342,12 +342,12 @@ def run(mnist):
     return {"params": params, "arch": "seed", "metrics": metrics, "x_test": x_test[:300], "y_test": y_test[:300]}
 
 
-def check_run_pictures(paths, dpi=DPI):
+def check_run_pictures(paths):
     """The four pictures of a run: the names in order, each of its kind's size and not blank."""
     assert [Path(path).name for path in paths] == ["curves.png", "filters.png", "confusion.png", "mistakes.png"]
     for path in paths:
         pixels = read_png(path)
-        assert pixels.shape[:2] == expected_size(Path(path).stem, dpi), path
+        assert pixels.shape[:2] == expected_size(Path(path).stem), path
         assert_drawn(pixels)
 
 
@@ -403,8 +403,9 @@ def saved_run(run, tmp_path):
 def test_plot_run_script_draws_the_four_pictures_of_a_checkpoint(saved_run, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     checkpoint, data = saved_run
-    assert plot_run_main()([str(checkpoint), "--data", str(data), "--out", str(tmp_path / "out")]) == 0
-    check_run_pictures(capsys.readouterr().out.split(), plots.DPI)
+    arguments = [str(checkpoint), "--data", str(data), "--out", str(tmp_path / "out"), "--dpi", str(DPI)]
+    assert plot_run_main()(arguments) == 0
+    check_run_pictures(capsys.readouterr().out.split())
 
 
 def test_plot_run_script_exits_1_naming_the_bad_metrics_line(saved_run, tmp_path, capsys):
