@@ -154,9 +154,9 @@ def check_filters(path, params):
     panels = blobs(red | blue, min_area=50)
     assert len(panels) == 2 * len(w), f"expected {2 * len(w)} coloured panels (kernels and maps); found {len(panels)}"
     panels.sort(key=lambda panel: panel[0].start)
-    columns = min(len(w), 8)
-    rows_of_panels = [sorted(panels[k:k + columns], key=lambda panel: panel[1].start)
-                      for k in range(0, len(panels), columns)]
+    per_row = min(len(w), 8)
+    rows_of_panels = [sorted(panels[k:k + per_row], key=lambda panel: panel[1].start)
+                      for k in range(0, len(panels), per_row)]
     kernels = [panel for row in rows_of_panels[0::2] for panel in row]
     maps = [panel for row in rows_of_panels[1::2] for panel in row]
     for f, (rows, columns, _) in enumerate(kernels):
@@ -184,7 +184,7 @@ def test_filters_check_fails_on_a_blank_and_on_a_wrong_picture(tmp_path):
     transposed["conv1"]["w"] = params["conv1"]["w"].swapaxes(2, 3).copy()
     path = plots.plot_filters(transposed, single_conv_arch(8), np.zeros((28, 28), np.uint8),
                               tmp_path / "wrong.png", dpi=DPI)
-    with pytest.raises(AssertionError, match="kernel"):
+    with pytest.raises(AssertionError, match="red cells are positive weights"):
         check_filters(path, params)
 
 
