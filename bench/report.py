@@ -1,7 +1,8 @@
-"""Turn a pytest-benchmark JSON file into a markdown table: time per image, speed-ups, share of peak.
+"""Turn a pytest-benchmark JSON file into a markdown table (time per image, speed-ups, share of
+peak) and, on request, a bar chart of the same figures.
 
-    python -m pytest bench --benchmark-json /tmp/bench.json
-    python bench/report.py /tmp/bench.json [--stat median] [--peak-gflops 333] [--chart bench.png]
+    python -m pytest bench --benchmark-json bench.json
+    python bench/report.py bench.json [--stat median] [--peak-gflops 333] [--chart bench.png]
 """
 
 import argparse
@@ -15,6 +16,9 @@ BACKEND_ORDER = ("loop", "numpy", "numba", "torch")
 # Assumed, not read from the machine: every x86 core since Haswell issues two FMA per cycle
 # (Xeon Gold/Platinum and AMD Zen 3 alike; some Xeon Silver parts have one AVX-512 FMA unit).
 FMA_UNITS_PER_CORE = 2
+# The chart: its width, the height of its title and axis, and the height each bar adds (inches).
+CHART_WIDTH_INCHES, CHART_BASE_INCHES, BAR_INCHES = 10.0, 1.2, 0.2
+CHART_DPI = 100
 
 
 def read_benchmarks(path):
@@ -118,6 +122,62 @@ def extra_lines(benchmarks):
     ]
 
 
+def speedup_label(ratio):
+    """A speed-up as a reader says it: 0.52x, 16.7x, 797x, 2,180x (never 2.18e+03x)."""
+    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.3g}x"
+
+
+def plot_benchmark(rows, path, dpi=CHART_DPI):
+    """Time per image of each group and backend as horizontal bars on a log scale, each bar
+    labelled with its speed-up over the loop backend; groups top to bottom in row order.
+
+    rows: list of dicts with "group", "backend", "seconds_per_image" (> 0), "speedup_over_loop"
+    (as rows_of makes them). The figure grows by BAR_INCHES per row. Returns the written Path.
+    Needs matplotlib (imported here, so the table does not).
+    """
+    required = {"group", "backend", "seconds_per_image", "speedup_over_loop"}
+    for index, row in enumerate(rows):
+        missing = required - set(row)
+        if missing:
+            raise ValueError(f"plot_benchmark: rows[{index}] is missing {sorted(missing)}; got {row!r}")
+        if not row["seconds_per_image"] > 0:
+            raise ValueError(f"plot_benchmark: rows[{index}] seconds_per_image must be > 0; got {row!r}")
+    if not rows:
+        raise ValueError("plot_benchmark: rows is empty; nothing to draw")
+    from fcnn.plots import require_matplotlib
+
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    groups = list(dict.fromkeys(row["group"] for row in rows))
+    backends = list(dict.fromkeys(row["backend"] for row in rows))
+    # Each group has a bar slot per backend, plus one slot of space below it.
+    slots_per_group = len(backends) + 1
+
+    figure = Figure(figsize=(CHART_WIDTH_INCHES, CHART_BASE_INCHES + BAR_INCHES * len(rows)), dpi=dpi)
+    axes = figure.subplots()
+    colors = {backend: f"C{rank}" for rank, backend in enumerate(backends)}
+    for backend in backends:
+        mine = [row for row in rows if row["backend"] == backend]
+        positions = [groups.index(row["group"]) * slots_per_group + backends.index(backend) for row in mine]
+        bars = axes.barh(positions, [1e6 * row["seconds_per_image"] for row in mine], height=0.8,
+                         color=colors[backend], label=backend)
+        axes.bar_label(bars, [" " + speedup_label(row["speedup_over_loop"]) for row in mine], fontsize=7)
+    axes.set_yticks([rank * slots_per_group + (len(backends) - 1) / 2 for rank in range(len(groups))], groups,
+                    fontsize=8)
+    axes.invert_yaxis()  # the first group on top, as in the table
+    axes.set_xscale("log")
+    axes.margins(x=0.12)  # room for the speed-up written after the longest bar
+    axes.set(xlabel="time per image (microseconds, log scale)",
+             title="kernel time per image; after each bar: its speed-up over loop")
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", dpi=dpi)
+    return path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("result", help="JSON written by pytest bench --benchmark-json RESULT.json")
@@ -140,10 +200,11 @@ def main(argv=None):
     print("vs PyTorch: PyTorch's time per image / this one's (above 1: faster than PyTorch).")
     print("\n".join(extra_lines(benchmarks)))
     if args.chart:
-        # Imported here so the table needs no matplotlib.
-        from fcnn.plots import plot_benchmark
-
-        plot_benchmark([row for row in rows if row["speedup_over_loop"] is not None], args.chart)
+        try:
+            plot_benchmark([row for row in rows if row["speedup_over_loop"] is not None], args.chart)
+        except ImportError as error:  # matplotlib is missing: the message names the install command
+            print(f"report.py: {error}", file=sys.stderr)
+            return 2
         print(f"chart written to {args.chart}")
     return 0
 

@@ -1,5 +1,5 @@
 """Pictures of a training run, as PNG files: loss and accuracy curves, the first conv layer's
-kernels and feature maps, the confusion matrix, the misclassified digits, and kernel timings.
+kernels and feature maps, the confusion matrix and the misclassified digits.
 
 matplotlib is optional (pip install -e ".[plot]"); it is imported only when a picture is drawn.
 """
@@ -23,9 +23,7 @@ FIGURE_INCHES = {
     "filters": (10.0, 3.0),
     "confusion": (6.5, 6.0),
     "mistakes": (8.0, 9.0),
-    "benchmark": (10.0, 1.2),  # the height of title and axis; each bar adds BAR_INCHES
 }
-BAR_INCHES = 0.2
 DPI = 100
 
 
@@ -147,7 +145,8 @@ def plot_curves(metrics, path, dpi=DPI):
     loss_axes.plot([epoch - 0.5 for epoch in epochs], [record["train_loss"] for record in metrics], "o",
                    color="tab:orange", label="epoch mean")
     loss_axes.set(xlabel="epoch", ylabel="cross-entropy loss", title="training loss", yscale="log")
-    loss_axes.legend()
+    # A falling loss leaves the upper right empty; one fixed place keeps every run's picture alike.
+    loss_axes.legend(loc="upper right")
 
     for key, label, color in (("train_accuracy", "train", "tab:blue"), ("test_accuracy", "test", "tab:green")):
         points = [(record["epoch"], 100 * record[key]) for record in metrics if record.get(key) is not None]
@@ -319,50 +318,3 @@ def write_run_plots(directory, params, arch, metrics, x_test, y_test, backend="n
     written.append(plot_confusion(y_test, y_pred, directory / "confusion.png", probs.shape[1], dpi=dpi))
     written.append(plot_mistakes(x_test, y_test, y_pred, probs, directory / "mistakes.png", dpi=dpi))
     return written
-
-
-def speedup_label(ratio):
-    """A speed-up as a reader says it: 0.52x, 16.7x, 797x, 2,180x (never 2.18e+03x)."""
-    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.3g}x"
-
-
-def plot_benchmark(rows, path, dpi=DPI):
-    """Time per image of each kernel group and backend as horizontal bars on a log scale, each
-    bar labelled with its speed-up over the loop backend; groups top to bottom in row order.
-
-    rows: list of dicts with "group", "backend", "seconds_per_image" (> 0), "speedup_over_loop".
-    The figure grows by BAR_INCHES per row. Returns the written Path.
-    """
-    required = {"group", "backend", "seconds_per_image", "speedup_over_loop"}
-    for index, row in enumerate(rows):
-        missing = required - set(row)
-        if missing:
-            raise ValueError(f"plot_benchmark: rows[{index}] is missing {sorted(missing)}; got {row!r}")
-        if not row["seconds_per_image"] > 0:
-            raise ValueError(f"plot_benchmark: rows[{index}] seconds_per_image must be > 0; got {row!r}")
-    if not rows:
-        raise ValueError("plot_benchmark: rows is empty; nothing to draw")
-    groups = list(dict.fromkeys(row["group"] for row in rows))
-    backends = list(dict.fromkeys(row["backend"] for row in rows))
-    # Each group has a bar slot per backend, plus one slot of space below it.
-    slots_per_group = len(backends) + 1
-
-    figure = _new_figure("benchmark", dpi, height=FIGURE_INCHES["benchmark"][1] + BAR_INCHES * len(rows))
-    axes = figure.subplots()
-    colors = {backend: f"C{rank}" for rank, backend in enumerate(backends)}
-    for backend in backends:
-        mine = [row for row in rows if row["backend"] == backend]
-        positions = [groups.index(row["group"]) * slots_per_group + backends.index(backend) for row in mine]
-        bars = axes.barh(positions, [1e6 * row["seconds_per_image"] for row in mine], height=0.8,
-                         color=colors[backend], label=backend)
-        axes.bar_label(bars, [" " + speedup_label(row["speedup_over_loop"]) for row in mine], fontsize=7)
-    axes.set_yticks([rank * slots_per_group + (len(backends) - 1) / 2 for rank in range(len(groups))], groups,
-                    fontsize=8)
-    axes.invert_yaxis()  # the first group on top, as in the table
-    axes.set_xscale("log")
-    axes.margins(x=0.12)  # room for the speed-up written after the longest bar
-    axes.set(xlabel="time per image (microseconds, log scale)",
-             title="kernel time per image; after each bar: its speed-up over loop")
-    axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    return _save(figure, path)

@@ -1,7 +1,7 @@
 """Draw the pictures of a saved training run: curves, filters, confusion matrix, mistakes.
 
     python scripts/plot_run.py runs/seed.npz                # PNGs into runs/seed.plots/
-    python scripts/plot_run.py runs/seed.npz --out docs/images --backend numba
+    python scripts/plot_run.py runs/seed.npz --out docs/images --backend numba --dpi 150
 """
 
 import argparse
@@ -10,6 +10,8 @@ from pathlib import Path
 
 
 def parse_arguments(argv=None):
+    from fcnn.plots import DPI  # fcnn.plots imports matplotlib only when it draws
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="a checkpoint .npz written by the training script")
     parser.add_argument("--metrics", type=Path,
@@ -18,6 +20,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--out", type=Path, help="directory for the PNGs (default: <checkpoint>.plots/)")
     parser.add_argument("--data", type=Path, help="MNIST directory or .npz (default: the bundled copy)")
     parser.add_argument("--backend", default="numpy", help="kernel backend for the predictions (default: numpy)")
+    parser.add_argument("--dpi", type=int, default=DPI, help=f"pixels per inch of the PNGs (default: {DPI})")
     return parser.parse_args(argv)
 
 
@@ -47,7 +50,7 @@ def main(argv=None):
             metrics = checkpoint["metrics"]  # a checkpoint also carries the metrics of its epochs
         _, _, x_test, y_test = load_mnist(arguments.data)
         written = write_run_plots(out, checkpoint["params"], checkpoint["arch"], metrics, x_test, y_test,
-                                  backend=arguments.backend)
+                                  backend=arguments.backend, dpi=arguments.dpi)
     except (OSError, ValueError) as error:
         print(f"plot_run.py: {error}", file=sys.stderr)
         return 1

@@ -1,22 +1,21 @@
 """fcnn.data: every accepted format reads the same digits, and every malformed input is refused
 with a message naming the file and where in it. Fixtures are a small slice of the bundled MNIST,
-written out by hand (IDX headers packed here, not by the code under test); no network.
+written out by hand (IDX headers packed here, not by the code under test).
 """
 
 import gzip
-import http.client
-import io
 import re
 import struct
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fcnn import data
-from fcnn.data import DataFormatError, DownloadError, load_mnist, read_csv, read_idx, scale
+import fcnn
+from fcnn.data import DataFormatError, bundled, load_mnist, read_csv, read_idx, scale
+
+# Found from the package's location, not through fcnn.data, so the tests below check BUNDLED_DIR too.
+MNIST_DIR = Path(fcnn.__file__).parent / "mnist"
 
 N_TRAIN, N_TEST = 50, 20
 OFFICIAL_STEMS = {
@@ -28,14 +27,9 @@ OFFICIAL_STEMS = {
 
 
 @pytest.fixture(scope="module")
-def bundled():
-    return load_mnist()
-
-
-@pytest.fixture(scope="module")
-def small(bundled):
+def small(mnist):
     """The first 50 training and 20 test digits, as (x_train, y_train, x_test, y_test)."""
-    x_train, y_train, x_test, y_test = bundled
+    x_train, y_train, x_test, y_test = mnist
     return x_train[:N_TRAIN], y_train[:N_TRAIN], x_test[:N_TEST], y_test[:N_TEST]
 
 
@@ -108,11 +102,11 @@ def raises_naming(path, *fragments):
 # --- the bundled copy -------------------------------------------------------------------------
 
 
-def test_bundled_mnist_has_the_official_shapes_dtypes_and_every_digit(bundled):
-    x_train, y_train, x_test, y_test = bundled
+def test_bundled_mnist_has_the_official_shapes_dtypes_and_every_digit(mnist):
+    x_train, y_train, x_test, y_test = mnist
     assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
     assert y_train.shape == (60000,) and y_test.shape == (10000,)
-    assert all(a.dtype == np.uint8 for a in bundled)
+    assert all(a.dtype == np.uint8 for a in mnist)
     for labels in (y_train, y_test):
         counts = np.bincount(labels, minlength=10)
         assert len(counts) == 10
@@ -123,20 +117,20 @@ def test_bundled_mnist_has_the_official_shapes_dtypes_and_every_digit(bundled):
     assert 0.7 < (x_train[:1000] == 0).mean() < 0.9
 
 
-def test_bundled_test_split_matches_an_independent_decoding(bundled):
-    mnist_dir = Path(data.__file__).parent / "mnist"
-    images_raw = gzip.decompress((mnist_dir / "t10k-images-idx3-ubyte.gz").read_bytes())
-    labels_raw = gzip.decompress((mnist_dir / "t10k-labels-idx1-ubyte.gz").read_bytes())
+def test_bundled_test_split_matches_an_independent_decoding(mnist):
+    assert bundled.BUNDLED_DIR.resolve() == MNIST_DIR.resolve()
+    images_raw = gzip.decompress((MNIST_DIR / "t10k-images-idx3-ubyte.gz").read_bytes())
+    labels_raw = gzip.decompress((MNIST_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes())
     assert struct.unpack(">4I", images_raw[:16]) == (0x803, 10000, 28, 28)
     assert struct.unpack(">2I", labels_raw[:8]) == (0x801, 10000)
-    np.testing.assert_array_equal(bundled[2], np.frombuffer(images_raw[16:], np.uint8).reshape(10000, 28, 28))
-    np.testing.assert_array_equal(bundled[3], np.frombuffer(labels_raw[8:], np.uint8))
+    np.testing.assert_array_equal(mnist[2], np.frombuffer(images_raw[16:], np.uint8).reshape(10000, 28, 28))
+    np.testing.assert_array_equal(mnist[3], np.frombuffer(labels_raw[8:], np.uint8))
 
 
 def test_checksum_constants_match_the_bundled_readme():
-    readme = (Path(data.__file__).parent / "mnist" / "README.md").read_text()
+    readme = (MNIST_DIR / "README.md").read_text()
     table = dict(re.findall(r"\|\s*([\w-]+)\s*\|\s*[0-9a-f]{32}\s*\|\s*([0-9a-f]{64})\s*\|", readme))
-    assert table == data.OFFICIAL_SHA256
+    assert table == bundled.OFFICIAL_SHA256
 
 
 def test_scale_maps_uint8_to_float32_unit_interval():
@@ -312,7 +306,7 @@ def test_idx_images_and_labels_of_different_counts_are_refused(tmp_path, small):
 
 def test_modified_idx_copy_fails_verification_but_loads_unverified(tmp_path, small):
     write_idx_dir(tmp_path, small)
-    official = data.OFFICIAL_SHA256["train-images-idx3-ubyte"]
+    official = bundled.OFFICIAL_SHA256["train-images-idx3-ubyte"]
     with raises_naming(tmp_path / "train-images-idx3-ubyte", "checksum mismatch", official):
         load_mnist(tmp_path, verify=True)
     assert_same_digits(load_mnist(tmp_path, verify=False), small)
@@ -320,7 +314,7 @@ def test_modified_idx_copy_fails_verification_but_loads_unverified(tmp_path, sma
 
 def test_bundled_copy_is_always_verified(tmp_path, small, monkeypatch):
     write_idx_dir(tmp_path, small, gz=True)
-    monkeypatch.setattr(data, "BUNDLED_DIR", tmp_path)
+    monkeypatch.setattr(bundled, "BUNDLED_DIR", tmp_path)
     with raises_naming(tmp_path / "train-images-idx3-ubyte.gz", "checksum mismatch"):
         load_mnist()
 
@@ -457,109 +451,3 @@ def test_single_npy_array_named_npz_is_refused(tmp_path, small):
         np.save(out, small[0])
     with raises_naming(path, "single .npy array"):
         load_mnist(path)
-
-
-# --- download: urllib is replaced by a fake server --------------------------------------------
-
-
-class FakeServer:
-    """Stands in for urllib.request.urlopen: url -> bytes, or an exception to raise."""
-
-    def __init__(self, routes):
-        self.routes = routes
-        self.requested = []
-
-    def __call__(self, request, timeout=None):
-        url = request.full_url
-        self.requested.append(url)
-        body = self.routes(url)
-        if isinstance(body, Exception):
-            raise body
-        return body if isinstance(body, io.IOBase) else io.BytesIO(body)
-
-
-def official_gz(url):
-    """The bundled copy's bytes for the file a mirror URL names."""
-    return (Path(data.__file__).parent / "mnist" / url.rsplit("/", 1)[1]).read_bytes()
-
-
-MIRROR_A, MIRROR_B = "https://mirror-a.example/mnist/", "https://mirror-b.example/mnist"
-
-
-def test_download_verifies_and_places_the_four_files(tmp_path, monkeypatch):
-    server = FakeServer(official_gz)
-    monkeypatch.setattr(urllib.request, "urlopen", server)
-    directory = data.download_mnist(tmp_path / "cache", mirrors=(MIRROR_A,))
-    assert sorted(p.name for p in directory.iterdir()) == sorted(s + ".gz" for s in data.OFFICIAL_SHA256)
-    assert len(server.requested) == 4
-    x_train, y_train, x_test, y_test = load_mnist(directory, verify=True)
-    assert x_train.shape == (60000, 28, 28) and y_test.shape == (10000,)
-    data.download_mnist(directory, mirrors=(MIRROR_A,))
-    assert len(server.requested) == 4, "verified files already in the cache are not fetched again"
-
-
-def test_corrupt_download_leaves_nothing_behind(tmp_path, monkeypatch):
-    def html_for_labels(url):
-        return b"<!DOCTYPE html><html>Moved</html>" if "t10k-labels" in url else official_gz(url)
-
-    monkeypatch.setattr(urllib.request, "urlopen", FakeServer(html_for_labels))
-    cache = tmp_path / "cache"
-    with pytest.raises(DownloadError, match=r"(?s)t10k-labels-idx1-ubyte\.gz.*HTML.*path=None") as caught:
-        data.download_mnist(cache, mirrors=(MIRROR_A, MIRROR_B))
-    assert "mirror-a" in str(caught.value) and "mirror-b" in str(caught.value)
-    assert "t10k-labels-idx1-ubyte.gz" not in {p.name for p in cache.iterdir()}
-    assert not [p for p in cache.iterdir() if p.name.startswith(".")], "a partial download was left behind"
-
-
-def test_download_with_wrong_checksum_is_refused(tmp_path, monkeypatch):
-    def tampered_test_labels(url):
-        if "t10k-labels" not in url:
-            return official_gz(url)
-        raw = bytearray(gzip.decompress(official_gz(url)))
-        raw[-1] ^= 1
-        return gzip.compress(bytes(raw))
-
-    monkeypatch.setattr(urllib.request, "urlopen", FakeServer(tampered_test_labels))
-    cache = tmp_path / "cache"
-    with pytest.raises(DownloadError, match="(?s)checksum mismatch.*omit --data"):
-        data.download_mnist(cache, mirrors=(MIRROR_A,))
-    assert "t10k-labels-idx1-ubyte.gz" not in {p.name for p in cache.iterdir()}
-    assert not [p for p in cache.iterdir() if p.name.startswith(".")], "a partial download was left behind"
-
-
-def test_failing_mirror_falls_back_to_the_next(tmp_path, monkeypatch):
-    def first_mirror_down(url):
-        return urllib.error.URLError("connection refused") if "mirror-a" in url else official_gz(url)
-
-    server = FakeServer(first_mirror_down)
-    monkeypatch.setattr(urllib.request, "urlopen", server)
-    directory = data.download_mnist(tmp_path, mirrors=(MIRROR_A, MIRROR_B))
-    assert len(server.requested) == 8
-    assert all(url.startswith(MIRROR_B + "/") for url in server.requested[1::2])
-    assert sorted(p.name for p in directory.iterdir()) == sorted(s + ".gz" for s in data.OFFICIAL_SHA256)
-
-
-def test_download_into_an_impossible_directory_points_to_the_bundled_copy(tmp_path, monkeypatch):
-    server = FakeServer(official_gz)
-    monkeypatch.setattr(urllib.request, "urlopen", server)
-    (tmp_path / "a-file").write_text("not a directory")
-    with pytest.raises(DownloadError, match="(?s)a-file.*path=None"):
-        data.download_mnist(tmp_path / "a-file" / "mnist", mirrors=(MIRROR_A,))
-    assert server.requested == []
-
-
-class DroppedConnection(io.BytesIO):
-    """A response that delivers part of the file, then loses the connection."""
-
-    def read(self, size=-1):
-        chunk = super().read(min(size, 1000) if size and size > 0 else 1000)
-        if self.tell() >= 3000:
-            raise http.client.IncompleteRead(chunk)
-        return chunk
-
-
-def test_dropped_connection_leaves_nothing_behind(tmp_path, monkeypatch):
-    monkeypatch.setattr(urllib.request, "urlopen", FakeServer(lambda url: DroppedConnection(official_gz(url))))
-    with pytest.raises(DownloadError, match="(?s)train-images-idx3-ubyte.gz: IncompleteRead.*path=None"):
-        data.download_mnist(tmp_path, mirrors=(MIRROR_A,))
-    assert list(tmp_path.iterdir()) == []

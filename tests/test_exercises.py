@@ -5,14 +5,19 @@ The wrong kernels below are written the way a learner would write them, each wit
 
 import ast
 import inspect
+import os
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import fcnn
 import fcnn.exercises as exercises
+from fcnn.exercises.__main__ import main
 from fcnn.exercises.catalog import KERNELS
 from fcnn.exercises.learner_file import load
 from fcnn.kernels import available_backends, get_backend
@@ -363,7 +368,10 @@ def test_learner_exception_shows_only_the_learners_own_lines():
     assert report.failure.case_number == 1
     assert "xpad = np.pad(x, ((pad, pad), (pad, pad)))" in message
     assert "ValueError" in message
-    assert "numpy" not in message.replace("np.", "") and "fcnn" not in message
+    # The frames shown are this file's alone: none from fcnn or numpy, wherever the checkout lives.
+    assert re.findall(r'File "([^"]+)"', message) == [conv2d_forward.__code__.co_filename]
+    library_folders = [str(Path(module.__file__).parent) + os.sep for module in (fcnn, np)]
+    assert not [folder for folder in library_folders if folder in message]
 
 
 @pytest.mark.parametrize("kernel, result, complaint", [
@@ -449,74 +457,93 @@ def test_imported_reference_is_not_taken_for_the_learners_kernel(tmp_path):
 
 # --- the command line --------------------------------------------------------------------------
 
-def run_cli(*arguments, cwd=None):
-    return subprocess.run([sys.executable, "-m", "fcnn.exercises", *arguments],
-                          capture_output=True, text=True, cwd=cwd, timeout=120)
+def run_cli(capsys, *arguments):
+    """main(arguments) in this process -> (exit status, stdout, stderr)."""
+    status = main(list(arguments))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
 
 
-def test_cli_list_names_every_kernel_with_its_goal():
-    result = run_cli("list")
-    assert result.returncode == 0
+def test_cli_list_names_every_kernel_with_its_goal(capsys):
+    status, out, _ = run_cli(capsys, "list")
+    assert status == 0
     for name, goal in exercises.list_exercises():
-        assert f"{name}" in result.stdout and goal in result.stdout
+        assert f"  {name} " in out and goal in out
 
 
-def test_cli_new_prints_the_stub_and_refuses_an_unknown_kernel():
-    assert run_cli("new", "relu_backward").stdout == exercises.stub("relu_backward")
-    unknown = run_cli("new", "conv3d")
-    assert unknown.returncode == 2 and "unknown kernel 'conv3d'" in unknown.stderr
+def test_cli_new_prints_the_stub_and_refuses_an_unknown_kernel(capsys):
+    assert run_cli(capsys, "new", "relu_backward") == (0, exercises.stub("relu_backward"), "")
+    status, _, err = run_cli(capsys, "new", "conv3d")
+    assert status == 2 and "unknown kernel 'conv3d'" in err
 
 
-def test_cli_check_passes_a_right_file_and_prints_what_the_report_says(tmp_path):
+def test_cli_check_passes_a_right_file_and_prints_what_the_report_says(tmp_path, capsys):
     path = tmp_path / "my_relu.py"
     path.write_text("import numpy as np\n\n\ndef relu_forward(x):\n    return np.maximum(x, 0)\n")
-    result = run_cli("check", str(path))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout == str(exercises.check_file(path)[0]) + "\n"
-    assert result.stdout.startswith("PASS relu_forward: 4 of 4 cases passed")
+    status, out, err = run_cli(capsys, "check", str(path))
+    assert status == 0, out + err
+    assert out == str(exercises.check_file(path)[0]) + "\n"
+    assert out.startswith("PASS relu_forward: 4 of 4 cases passed")
 
 
-def test_cli_check_lists_every_kernel_then_the_failure(tmp_path):
-    path = tmp_path / "mine.py"
-    path.write_text(textwrap.dedent("""\
-        import numpy as np
+MINE = """\
+import numpy as np
 
 
-        def relu_forward(x):
-            return np.maximum(x, 0)
+def relu_forward(x):
+    return np.maximum(x, 0)
 
 
-        def relu_backward(dout, x):
-            return np.where(x >= 0, dout, 0)
-        """))
-    result = run_cli("check", path.name, cwd=tmp_path)
-    assert result.returncode == 1
-    lines = result.stdout.splitlines()
+def relu_backward(dout, x):
+    return np.where(x >= 0, dout, 0)
+"""
+
+
+def test_cli_check_lists_every_kernel_then_the_failure(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mine.py").write_text(MINE)
+    monkeypatch.chdir(tmp_path)
+    status, out, _ = run_cli(capsys, "check", "mine.py")
+    assert status == 1
+    lines = out.splitlines()
     assert lines[0].startswith("PASS relu_forward")
     assert lines[1] == "FAIL relu_backward: 2 of 5 cases passed"
-    assert "relu_backward, case 3 of 5: exact zeros in x" in result.stdout
+    assert "relu_backward, case 3 of 5: exact zeros in x" in out
 
 
-def test_cli_reports_a_syntax_error_with_file_line_and_text(tmp_path):
+def test_cli_reports_a_syntax_error_with_file_line_and_text(tmp_path, monkeypatch, capsys):
     (tmp_path / "broken.py").write_text("import numpy as np\n\ndef relu_forward(x)\n    return x\n")
-    result = run_cli("check", "broken.py", cwd=tmp_path)
-    assert result.returncode == 1
-    assert "broken.py, line 3:" in result.stdout
-    assert "def relu_forward(x)" in result.stdout
-    assert "Traceback" not in result.stdout + result.stderr
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli(capsys, "check", "broken.py")
+    assert status == 1
+    assert "broken.py, line 3:" in out
+    assert "def relu_forward(x)" in out
+    assert "Traceback" not in out + err
 
 
-def test_cli_reports_an_error_while_loading_in_the_learners_terms(tmp_path):
+def test_cli_reports_an_error_while_loading_in_the_learners_terms(tmp_path, monkeypatch, capsys):
     (tmp_path / "oops.py").write_text("import numpy as np\nscale = 1 / 0\n")
-    result = run_cli("check", "oops.py", cwd=tmp_path)
-    assert result.returncode == 1
-    assert 'File "oops.py", line 2' in result.stdout and "ZeroDivisionError" in result.stdout
-    assert "Traceback" not in result.stdout + result.stderr
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli(capsys, "check", "oops.py")
+    assert status == 1
+    assert 'File "oops.py", line 2' in out and "ZeroDivisionError" in out
+    assert "Traceback" not in out + err
 
 
-def test_cli_file_without_kernel_exits_1_and_missing_file_exits_2(tmp_path):
+def test_cli_file_without_kernel_exits_1_and_missing_file_exits_2(tmp_path, monkeypatch, capsys):
     (tmp_path / "empty.py").write_text("x = 1\n")
-    empty = run_cli("check", "empty.py", cwd=tmp_path)
-    assert empty.returncode == 1 and "defines no exercisable kernel" in empty.stdout
-    missing = run_cli("check", "nowhere.py", cwd=tmp_path)
-    assert missing.returncode == 2 and "no such file: nowhere.py" in missing.stderr
+    monkeypatch.chdir(tmp_path)
+    status, out, _ = run_cli(capsys, "check", "empty.py")
+    assert status == 1 and "defines no exercisable kernel" in out
+    status, _, err = run_cli(capsys, "check", "nowhere.py")
+    assert status == 2 and "no such file: nowhere.py" in err
+
+
+def test_python_m_fcnn_exercises_exits_with_the_status_a_grader_reads(tmp_path, capsys):
+    """The one real process: `python -m fcnn.exercises check` exits 1 when a kernel fails, and
+    prints what main() prints."""
+    (tmp_path / "mine.py").write_text(MINE)
+    result = subprocess.run([sys.executable, "-m", "fcnn.exercises", "check", "mine.py"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 1, result.stderr
+    expected = "\n".join([report.summary() for report in exercises.check_file(tmp_path / "mine.py")])
+    assert result.stdout.startswith(expected + "\n")

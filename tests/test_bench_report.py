@@ -1,0 +1,116 @@
+"""Tests of bench/report.py: the table from a pytest-benchmark JSON file, and the bar chart, whose
+bars must be as long as the times say (a blank or mixed-up chart fails)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPORT_PATH = Path(__file__).resolve().parents[1] / "bench" / "report.py"
+DPI = 40  # small pictures draw fast; 40 times every size in inches here is a whole number of pixels
+
+
+@pytest.fixture(scope="module")
+def report():
+    """bench/report.py loaded from its file (bench/ is not a package), whatever pytest's import mode."""
+    spec = importlib.util.spec_from_file_location("bench_report", REPORT_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# (backend, seconds per image): loop slowest, numba fastest, as the bars must show.
+TIMES = (("loop", 2e-3), ("numpy", 4e-5), ("numba", 1e-5))
+
+
+def benchmark_rows(groups):
+    return [
+        {"group": group, "backend": backend, "seconds_per_image": seconds, "speedup_over_loop": 2e-3 / seconds}
+        for group in groups
+        for backend, seconds in TIMES
+    ]
+
+
+def benchmark_json(path, groups):
+    """A pytest-benchmark JSON file holding TIMES for each group, 4 images per round."""
+    benchmarks = [
+        {"group": group, "name": f"test_{backend}", "stats": {stat: 4 * seconds for stat in ("min", "median", "mean")},
+         "extra_info": {"backend": backend, "images": 4, "flops_per_image": 1e6}}
+        for group in groups
+        for backend, seconds in TIMES
+    ]
+    path.write_text(json.dumps({"benchmarks": benchmarks}))
+    return path
+
+
+def read_png(path):
+    """The PNG's pixels as RGB floats in [0, 1], (height, width, 3)."""
+    matplotlib_image = pytest.importorskip("matplotlib.image")
+    return matplotlib_image.imread(path)[:, :, :3]
+
+
+def pixels_of_colour(pixels, colour_name):
+    """Boolean (height, width): where the picture shows the named matplotlib colour."""
+    colors = pytest.importorskip("matplotlib.colors")
+    return np.abs(pixels - np.array(colors.to_rgb(colour_name))).max(axis=2) < 0.05
+
+
+def test_main_prints_the_table_with_per_image_times_and_speedups(report, tmp_path, capsys):
+    path = benchmark_json(tmp_path / "bench.json", ["conv2d forward"])
+    assert report.main([str(path), "--stat", "min", "--peak-gflops", "100"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split("|")[2].strip(): line for line in lines if line.startswith("| ") and "---" not in line}
+    assert "| conv2d forward | loop | 4 | 2 ms | 500 | 1x |" in rows["loop"]
+    assert "| numba | 4 | 10 us | 100,000 | 200x |" in rows["numba"]
+    # 1e6 FLOP per image in 10 us is 100 GFLOP/s: all of the given peak.
+    assert rows["numba"].endswith("| 100 | 1e+02 % |")
+
+
+def test_main_refuses_a_file_that_is_not_a_benchmark_json(report, tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    path.write_text('{"machine_info": {}}')
+    with pytest.raises(SystemExit) as exited:
+        report.main([str(path)])
+    assert exited.value.code == 2
+    assert f"{path}: expected a pytest-benchmark JSON file" in capsys.readouterr().err
+
+
+def test_chart_bars_are_as_long_as_the_times_say(report, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = report.plot_benchmark(benchmark_rows(["conv2d forward"]), tmp_path / "chart.png", dpi=DPI)
+    pixels = read_png(path)
+    # One bar per backend in colours C0, C1, C2; on a log axis a bar's area grows with log(time).
+    areas = {backend: pixels_of_colour(pixels, f"C{rank}").sum() for rank, (backend, _) in enumerate(TIMES)}
+    assert areas["loop"] > areas["numpy"] > areas["numba"] > 0, areas
+
+
+def test_chart_grows_by_bar_inches_per_row(report, tmp_path):
+    pytest.importorskip("matplotlib")
+    one = read_png(report.plot_benchmark(benchmark_rows(["conv2d forward"]), tmp_path / "one.png", dpi=DPI))
+    two = read_png(report.plot_benchmark(benchmark_rows(["conv2d forward", "maxpool2d backward"]),
+                                         tmp_path / "two.png", dpi=DPI))
+    assert one.shape[1] == two.shape[1] == round(report.CHART_WIDTH_INCHES * DPI)
+    assert two.shape[0] - one.shape[0] == round(3 * report.BAR_INCHES * DPI)
+
+
+def test_main_draws_the_chart_of_the_rows_it_prints(report, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = benchmark_json(tmp_path / "bench.json", ["conv2d forward", "maxpool2d forward"])
+    chart = tmp_path / "charts" / "bench.png"
+    assert report.main([str(path), "--peak-gflops", "100", "--chart", str(chart)]) == 0
+    assert f"chart written to {chart}" in capsys.readouterr().out
+    height = round((report.CHART_BASE_INCHES + 6 * report.BAR_INCHES) * report.CHART_DPI)
+    assert read_png(chart).shape[:2] == (height, round(report.CHART_WIDTH_INCHES * report.CHART_DPI))
+
+
+@pytest.mark.parametrize("ratio, label", [(0.5234, "0.523x"), (16.71, "16.7x"), (797.2, "797x"), (2184.9, "2,185x")])
+def test_speedup_label_writes_plain_numbers(report, ratio, label):
+    assert report.speedup_label(ratio) == label
+
+
+def test_plot_benchmark_names_the_row_missing_a_key(report, tmp_path):
+    rows = [{"group": "conv", "backend": "loop", "seconds_per_image": 1e-3}]
+    with pytest.raises(ValueError, match=r"rows\[0\].*speedup_over_loop"):
+        report.plot_benchmark(rows, tmp_path / "bench.png")
