@@ -62,8 +62,10 @@ def _wide_rows_kernel(x, w, b, pad):
             for c in range(C):
                 for ki in range(KH):
                     for kj in range(KW):
+                        # The tap's input, shifted: a view indexed by p >= 0 (see wide_rows).
+                        shifted = xpad[c, ki * Wp + kj :]
                         for p in range(P):
-                            wide[p] += w[f, c, ki, kj] * xpad[c, p + ki * Wp + kj]
+                            wide[p] += w[f, c, ki, kj] * shifted[p]
             for i in range(H_out):
                 for j in range(W_out):
                     out[n, f, i, j] = wide[i * Wp + j]
@@ -81,6 +83,11 @@ def wide_rows(x, w, b, stride=1, pad=0):
     P = (H' - 1)*Wp + W' positions (136 for LeNet-5's second conv: 17 full vectors, where a
     10-wide row gave one vector and a remainder). The price: Wp - W' junk columns per row,
     computed and dropped (4 of 14 here), and a copy of the plane into a padded buffer.
+    A trap on the way: written `xpad[c, p + ki*Wp + kj]`, the loop did not vectorise (one
+    vector FMA in the kernel's assembly, 9x slower on one thread): with Wp a run-time value,
+    the index may be negative as far as LLVM knows, and numba's wrap-around of negative
+    indices stays in the loop. Reading a view that starts at the tap's offset, indexed by
+    p >= 0, removes it.
     """
     if stride != 1:
         return compiled_as_is(x, w, b, stride, pad)
@@ -110,8 +117,9 @@ def _sizes_constant_kernel(C, H, W, F, KH, KW, pad):
                 for c in range(C):
                     for ki in range(KH):
                         for kj in range(KW):
+                            shifted = xpad[c, ki * Wp + kj :]
                             for p in range(P):
-                                wide[p] += w[f, c, ki, kj] * xpad[c, p + ki * Wp + kj]
+                                wide[p] += w[f, c, ki, kj] * shifted[p]
                 for i in range(H_out):
                     for j in range(W_out):
                         out[n, f, i, j] = wide[i * Wp + j]
