@@ -18,7 +18,7 @@ def ladder_rows(benchmarks, stat, peak_gflops):
     ladder = [benchmark for benchmark in benchmarks if benchmark["group"].startswith("ladder:")]
     if not ladder:
         raise ValueError("no benchmark group starts with 'ladder:' (run bench/test_ladder_bench.py)")
-    rung_of = {(benchmark["group"], benchmark["extra_info"]["backend"]): benchmark["extra_info"]["rung"] for benchmark in ladder}
+    rung_of = {(b["group"], b["extra_info"]["backend"]): b["extra_info"]["rung"] for b in ladder}
     rows = rows_of(ladder, stat, peak_gflops)
     groups = list(dict.fromkeys(row["group"] for row in rows))
     for row in rows:
@@ -84,7 +84,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("result", help="JSON written by pytest bench/test_ladder_bench.py --benchmark-json RESULT.json")
     parser.add_argument("--stat", choices=STATS, default="min", help="which timing statistic to report (default min)")
-    parser.add_argument("--peak-gflops", type=float, help="fp32 peak to compare against (default: nominal, from /proc/cpuinfo)")
+    parser.add_argument(
+        "--peak-gflops", type=float, help="fp32 peak to compare against (default: nominal, from /proc/cpuinfo)"
+    )
     parser.add_argument("--chart", metavar="PATH", help="also draw the chart to PATH (needs matplotlib)")
     args = parser.parse_args(argv)
     if args.peak_gflops:

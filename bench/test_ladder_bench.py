@@ -24,7 +24,8 @@ def case_id(case):
 
 
 def ladder_group(case):
-    return f"ladder: conv2d forward {case['preset']} {case['layer']} {(PRESET_BATCH[case['preset']], *case['input_shape'])}"
+    shape = (PRESET_BATCH[case["preset"]], *case["input_shape"])
+    return f"ladder: conv2d forward {case['preset']} {case['layer']} {shape}"
 
 
 def ladder_inputs(rng, case):
@@ -77,7 +78,9 @@ def test_ladder_torch(benchmark, rng, case):
     try:
         # The same numbers as the tuned kernel before anything is timed: the race is between equals.
         np.testing.assert_allclose(conv2d_forward().numpy(), tuned_out, rtol=1e-4, atol=1e-4 * np.abs(tuned_out).max())
-        benchmark.extra_info.update(backend="torch", rung=0, images=len(x), flops_per_image=flops, threads=torch.get_num_threads())
+        benchmark.extra_info.update(
+            backend="torch", rung=0, images=len(x), flops_per_image=flops, threads=torch.get_num_threads()
+        )
         benchmark(conv2d_forward)
     finally:
         if torch.get_num_threads() != threads_before:

@@ -96,4 +96,6 @@ def stride1_kernel(C, H, W, F, KH, KW, pad):
                         out[n, f1, i, j] = wide[1, i * Wp + j]
         return out
 
-    return compile_variant(kernel, "tuned_conv2d_forward_stride1", parallel=True, fastmath={"contract"}, error_model="numpy")
+    return compile_variant(
+        kernel, "tuned_conv2d_forward_stride1", parallel=True, fastmath={"contract"}, error_model="numpy"
+    )
