@@ -89,6 +89,18 @@ def test_last_rung_is_the_tuned_kernel_and_names_are_unique():
     assert len(set(RUNG_IDS)) == len(RUNGS)
 
 
+def test_compiled_rungs_have_cache_names_of_their_own():
+    # numba's disk cache files a kernel under its qualified name: two rungs under one name
+    # could load each other's code.
+    from fcnn.ladder import conv2d_forward as rungs
+
+    factories = (rungs._sizes_constant_kernel, rungs._taps_in_registers_kernel, rungs._four_filters_kernel,
+                 tuned.stride1_kernel)
+    names = [rungs._wide_rows.py_func.__qualname__] + [factory(1, 4, 4, 1, 3, 3, 0).py_func.__qualname__
+                                                         for factory in factories]
+    assert len(set(names)) == len(names) == 5
+
+
 def test_tuned_kernel_is_compiled_once_per_layer_shape_for_any_batch():
     x, w, b, stride, pad = conv_arrays(CASES[1], np.float64)
     for batch in (1, 4):
