@@ -20,6 +20,7 @@ BACKENDS = {
     "loop": "fcnn.kernels.loop",
     "numpy": "fcnn.kernels.vectorized",
     "numba": "fcnn.kernels.numba",
+    "tuned": "fcnn.kernels.tuned",
 }
 # The backends from fastest to slowest on the presets: default_backend() picks the first that runs here.
 FASTEST_FIRST = ("numba", "numpy", "loop")
