@@ -69,10 +69,10 @@ def _padded_flat(x, pad):
 # checks from the index arithmetic. Every array is sliced into views indexed from 0, so no
 # index can be negative and the loops need no wrap-around test (a branch that blocks SIMD).
 @numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
-def _weight_gradient_blocked(dout_wide, length, x_flat, tap_offsets, dw_flat):
-    """dw_flat[f, t] = sum_{n, p < length} dout_wide[n, f, p] * x_flat[n, tap_offsets[t] + p], into dw_flat.
+def _weight_gradient_blocked(dout_wide, lead, length, x_flat, tap_offsets, dw_flat):
+    """dw_flat[f, t] = sum_{n, p < length} dout_wide[n, f, lead + p] * x_flat[n, tap_offsets[t] + p], into dw_flat.
 
-    dout_wide (N, F, >= length), x_flat (N, C*Hp*Wp), tap_offsets (T5,): the taps (c, ki, kj)
+    dout_wide (N, F, >= lead + length), x_flat (N, C*Hp*Wp), tap_offsets (T5,): the taps (c, ki, kj)
     as offsets c*Hp*Wp + ki*Wp + kj, padded to a multiple of 5; dw_flat (F, T) zeros on entry.
     """
     N, F = dout_wide.shape[0], dout_wide.shape[1]
@@ -90,8 +90,8 @@ def _weight_gradient_blocked(dout_wide, length, x_flat, tap_offsets, dw_flat):
         o3, o4 = tap_offsets[t0 + 3], tap_offsets[t0 + 4]
         a0 = a1 = a2 = a3 = a4 = b0 = b1 = b2 = b3 = b4 = zero
         for n in range(N):
-            g = dout_wide[n, f0, :length]
-            h = dout_wide[n, f1, :length]
+            g = dout_wide[n, f0, lead : lead + length]
+            h = dout_wide[n, f1, lead : lead + length]
             x0 = x_flat[n, o0 : o0 + length]
             x1 = x_flat[n, o1 : o1 + length]
             x2 = x_flat[n, o2 : o2 + length]
@@ -154,60 +154,83 @@ def _input_gradient_blocked(dout_ext, tap_offsets, weights, dxpad_flat):
                 out1[q] += v0 * s0[q] + v1 * s1[q] + v2 * s2[q] + v3 * s3[q] + v4 * s4[q]
 
 
+def wide_layout(x_shape, w_shape, pad, input_gradient):
+    """(row_pitch, lead, plane) of the wide rows that the gradients below read dout from.
+
+    row_pitch = Wp = W + 2*pad. For dx (input_gradient) each map has a lead of
+    (KH-1)*Wp + KW-1 zeros, so that every tap's read of dx position q, q - ki*Wp - kj + lead,
+    is >= 0, and plane = lead + Hp*Wp values; for dw alone, no lead and plane = H'*Wp.
+    """
+    _, _, H, W = x_shape
+    _, _, KH, KW = w_shape
+    Hp, Wp = H + 2 * pad, W + 2 * pad
+    if input_gradient:
+        lead = (KH - 1) * Wp + KW - 1
+        return Wp, lead, lead + Hp * Wp
+    return Wp, 0, (Hp - KH + 1) * Wp
+
+
+def weight_gradient_from_wide(dout_wide, sums, lead, x, w, pad):
+    """dw, db of a stride-1 convolution from dout on wide rows (wide_layout) and its per-image sums.
+
+    dw[f, c, ki, kj] = sum_{n, p} dout_wide[n, f, lead + p] * xpad_flat[n, c, p + ki*Wp + kj]: a
+    correlation of the input with dout, one dot product per tap over the batch and the wide
+    rows. dout_wide (N, F, plane), sums (N, F) -> dw (F, C, KH, KW), db (F,)
+    """
+    N, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    Hp, Wp = H + 2 * pad, W + 2 * pad
+    # Only the first (H' - 1)*Wp + W' wide positions: the last row's zero columns would reach past the plane.
+    length = (Hp - KH) * Wp + Wp - KW + 1
+    taps = [c * Hp * Wp + ki * Wp + kj for c in range(C) for ki in range(KH) for kj in range(KW)]
+    dw = np.zeros((F, C * KH * KW), dtype=w.dtype)
+    x_flat = x.reshape(N, C * H * W) if pad == 0 else _padded_flat(x, pad)
+    _weight_gradient_blocked(dout_wide, lead, length, x_flat, _blocks_of_taps(taps), dw)
+    return dw.reshape(w.shape), sums.sum(axis=0)
+
+
+def input_gradient_from_wide(dout_wide, lead, x_shape, w, pad):
+    """dx of a stride-1 convolution from dout on wide rows with a lead (wide_layout(..., True)).
+
+    Gathered rather than scattered: dxpad[n, c, q] = sum_{f, ki, kj} w[f, c, ki, kj] *
+    dout_wide[n, f, lead + q - ki*Wp - kj] (the kernel flipped, as in loop.py's docstring), so
+    each dxpad position is written once per block of 5 taps instead of once per tap.
+    dout_wide (N, F, plane) -> dx x_shape (N, C, H, W)
+    """
+    N, C, H, W = x_shape
+    F, _, KH, KW = w.shape
+    Hp, Wp = H + 2 * pad, W + 2 * pad
+    plane = dout_wide.shape[2]
+    taps = _blocks_of_taps([f * plane + lead - ki * Wp - kj for f in range(F) for ki in range(KH) for kj in range(KW)])
+    channels = C + C % 2
+    weights = np.zeros((channels, len(taps)), dtype=w.dtype)  # padding taps and channel weigh 0
+    weights[:C, : F * KH * KW] = w.transpose(1, 0, 2, 3).reshape(C, F * KH * KW)
+    dxpad = np.zeros((N, channels, Hp * Wp), dtype=w.dtype)
+    _input_gradient_blocked(dout_wide.reshape(N, F * plane), taps, weights, dxpad)
+    return np.ascontiguousarray(dxpad.reshape(N, channels, Hp, Wp)[:, :C, pad : pad + H, pad : pad + W])
+
+
 def conv2d_backward_weights(dout, x, w, stride=1, pad=0):
     """dw[f, c, ki, kj] = sum_{n, i, j} dout[n, f, i, j] * xpad[n, c, i*stride + ki, j*stride + kj], db[f] = sum dout[n, f].
 
-    A correlation of the input with dout, one dot product per tap (c, ki, kj) over the batch
-    and the wide rows: position p of the wide dout meets position p + ki*Wp + kj of the plane.
     dout (N, F, H', W'), x (N, C, H, W), w (F, C, KH, KW) -> dw (F, C, KH, KW), db (F,)
     """
     if stride != 1:
         return compiled_loops.conv2d_backward_weights(dout, x, w, stride, pad)
-    N, C, H, W = x.shape
-    F, _, KH, KW = w.shape
-    H_out, W_out = dout.shape[2], dout.shape[3]
-    Hp, Wp = H + 2 * pad, W + 2 * pad
-    # Only the first (H' - 1)*Wp + W' wide positions: the last row's zero columns would reach past the plane.
-    length = (H_out - 1) * Wp + W_out
-    taps = [c * Hp * Wp + ki * Wp + kj for c in range(C) for ki in range(KH) for kj in range(KW)]
-    dw = np.zeros((F, C * KH * KW), dtype=w.dtype)
-    dout_wide, sums = _wide_rows(dout, Wp, 0, H_out * Wp)
-    x_flat = x.reshape(N, C * H * W) if pad == 0 else _padded_flat(x, pad)
-    _weight_gradient_blocked(dout_wide, length, x_flat, _blocks_of_taps(taps), dw)
-    return dw.reshape(w.shape), sums.sum(axis=0)
-
-
-def conv2d_backward_input(dout, x, w, stride=1, pad=0):
-    """dxpad[n, c, i*stride + ki, j*stride + kj] += w[f, c, ki, kj] * dout[n, f, i, j]; dx = dxpad without its border.
-
-    Gathered rather than scattered: dxpad[n, c, q] = sum_{f, ki, kj} w[f, c, ki, kj] *
-    dout_wide[n, f, q - ki*Wp - kj] (the kernel flipped, as in loop.py's docstring), with dout
-    on wide rows behind a lead of M = (KH-1)*Wp + KW-1 zeros, so that q - ki*Wp - kj + M >= 0.
-    Each dxpad position is written once per block of 5 taps instead of once per tap.
-    dout (N, F, H', W'), x (N, C, H, W) (read for its shape), w (F, C, KH, KW) -> dx (N, C, H, W)
-    """
-    if stride != 1:
-        return compiled_loops.conv2d_backward_input(dout, x, w, stride, pad)
-    N, C, H, W = x.shape
-    F, _, KH, KW = w.shape
-    Hp, Wp = H + 2 * pad, W + 2 * pad
-    lead = (KH - 1) * Wp + KW - 1
-    plane = lead + Hp * Wp  # per filter: the lead, then room for every q of the padded plane
-    taps = [f * plane + lead - ki * Wp - kj for f in range(F) for ki in range(KH) for kj in range(KW)]
-    taps = _blocks_of_taps(taps)
-    channels = C + C % 2
-    weights = np.zeros((channels, len(taps)), dtype=w.dtype)  # padding taps and channel weigh 0
-    weights[:C, : F * KH * KW] = w.transpose(1, 0, 2, 3).reshape(C, F * KH * KW)
-    dxpad = np.zeros((N, channels, Hp * Wp), dtype=x.dtype)
-    dout_ext = _wide_rows(dout, Wp, lead, plane)[0].reshape(N, F * plane)
-    _input_gradient_blocked(dout_ext, taps, weights, dxpad)
-    return np.ascontiguousarray(dxpad.reshape(N, channels, Hp, Wp)[:, :C, pad : pad + H, pad : pad + W])
+    row_pitch, lead, plane = wide_layout(x.shape, w.shape, pad, input_gradient=False)
+    dout_wide, sums = _wide_rows(dout, row_pitch, lead, plane)
+    return weight_gradient_from_wide(dout_wide, sums, lead, x, w, pad)
 
 
 def conv2d_backward(dout, x, w, stride=1, pad=0):
-    """(dx, dw, db) of a convolution layer: conv2d_backward_input and conv2d_backward_weights above (see loop.py).
+    """(dx, dw, db) of a convolution layer (see loop.py), dx from conv2d_backward_input's sum:
 
+    dxpad[n, c, i*stride + ki, j*stride + kj] += w[f, c, ki, kj] * dout[n, f, i, j]; dx = dxpad without its border.
     dout (N, F, H', W'), x (N, C, H, W), w (F, C, KH, KW) -> dx (N, C, H, W), dw (F, C, KH, KW), db (F,)
     """
-    dw, db = conv2d_backward_weights(dout, x, w, stride, pad)
-    return conv2d_backward_input(dout, x, w, stride, pad), dw, db
+    if stride != 1:
+        return compiled_loops.conv2d_backward(dout, x, w, stride, pad)
+    row_pitch, lead, plane = wide_layout(x.shape, w.shape, pad, input_gradient=True)
+    dout_wide, sums = _wide_rows(dout, row_pitch, lead, plane)
+    dw, db = weight_gradient_from_wide(dout_wide, sums, lead, x, w, pad)
+    return input_gradient_from_wide(dout_wide, lead, x.shape, w, pad), dw, db
