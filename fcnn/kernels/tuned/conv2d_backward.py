@@ -24,15 +24,15 @@ def _blocks_of_taps(offsets):
 
 
 @numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
-def _wide_rows(dout, row_pitch, lead, length):
-    """dout (N, F, H', W') -> (wide (N, F, length), sums (N, F)): dout on wide rows, and each map's sum.
+def _wide_rows(dout, row_pitch, lead, plane):
+    """dout (N, F, H', W') -> (wide (N, F, plane), sums (N, F)): dout on wide rows, and each map's sum.
 
     wide is zeros except dout's row i at lead + i*row_pitch (W' values, then row_pitch - W'
     zeros); sums[n, f] = sum_{i, j} dout[n, f, i, j] (db, image by image). One pass over
     dout, image by image in parallel, instead of NumPy's zeros, strided copy and sum.
     """
     N, F, H_out, W_out = dout.shape
-    wide = np.empty((N, F, length), dtype=dout.dtype)
+    wide = np.empty((N, F, plane), dtype=dout.dtype)
     sums = np.empty((N, F), dtype=dout.dtype)
     for n in numba.prange(N):
         wide[n] = 0.0
