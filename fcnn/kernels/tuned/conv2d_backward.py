@@ -18,8 +18,15 @@ from fcnn.kernels import numba as compiled_loops
 TAPS_PER_BLOCK = 5  # the 5 tap offsets spelled out in the kernels below: 5x5 and 3x3 kernels fit it well
 
 
-def _blocks_of_taps(offsets):
-    """offsets (T,) -> (T5,), T5 the next multiple of TAPS_PER_BLOCK, padded with repeats of the first."""
+def _blocks_of_taps(planes, plane_stride, row_pitch, KH, KW, sign):
+    """The offsets plane*plane_stride + sign*(ki*row_pitch + kj) of the taps (plane, ki, kj), in that order.
+
+    Flattened to (T5,), T5 the next multiple of TAPS_PER_BLOCK, padded with repeats of the first.
+    """
+    offsets = (
+        np.arange(planes)[:, None, None] * plane_stride
+        + sign * (np.arange(KH)[None, :, None] * row_pitch + np.arange(KW)[None, None, :])
+    ).ravel()
     return np.concatenate([offsets, np.full(-len(offsets) % TAPS_PER_BLOCK, offsets[0])]).astype(np.int64)
 
 
@@ -182,10 +189,10 @@ def weight_gradient_from_wide(dout_wide, sums, lead, x, w, pad):
     Hp, Wp = H + 2 * pad, W + 2 * pad
     # Only the first (H' - 1)*Wp + W' wide positions: the last row's zero columns would reach past the plane.
     length = (Hp - KH) * Wp + Wp - KW + 1
-    taps = [c * Hp * Wp + ki * Wp + kj for c in range(C) for ki in range(KH) for kj in range(KW)]
+    taps = _blocks_of_taps(C, Hp * Wp, Wp, KH, KW, +1)
     dw = np.zeros((F, C * KH * KW), dtype=w.dtype)
     x_flat = x.reshape(N, C * H * W) if pad == 0 else _padded_flat(x, pad)
-    _weight_gradient_blocked(dout_wide, lead, length, x_flat, _blocks_of_taps(taps), dw)
+    _weight_gradient_blocked(dout_wide, lead, length, x_flat, taps, dw)
     return dw.reshape(w.shape), sums.sum(axis=0)
 
 
@@ -201,7 +208,7 @@ def input_gradient_from_wide(dout_wide, lead, x_shape, w, pad):
     F, _, KH, KW = w.shape
     Hp, Wp = H + 2 * pad, W + 2 * pad
     plane = dout_wide.shape[2]
-    taps = _blocks_of_taps([f * plane + lead - ki * Wp - kj for f in range(F) for ki in range(KH) for kj in range(KW)])
+    taps = lead + _blocks_of_taps(F, plane, Wp, KH, KW, -1)  # f*plane + lead - ki*Wp - kj
     channels = C + C % 2
     weights = np.zeros((channels, len(taps)), dtype=w.dtype)  # padding taps and channel weigh 0
     weights[:C, : F * KH * KW] = w.transpose(1, 0, 2, 3).reshape(C, F * KH * KW)
