@@ -6,6 +6,7 @@ loops on the presets' real shapes, where the tuned fast paths run with their ful
 import numpy as np
 import pytest
 
+import fcnn
 from fcnn import layers
 from fcnn.kernels import get_backend
 from fcnn.kernels.tuned import fused
@@ -222,3 +223,23 @@ def test_tuned_kernels_do_not_modify_their_inputs():
         function(*args)
         for given, copy in zip(args, copies):
             np.testing.assert_array_equal(given, copy, err_msg=function.__name__)
+
+
+@pytest.mark.parametrize("arch", ["seed", "lenet5"])
+def test_preset_networks_on_tuned_match_finite_differences(arch):
+    # The whole network through the registry, float64: every parameter array on 20 random
+    # coordinates (a wrong kernel is wrong almost everywhere).
+    params = fcnn.init(arch, seed=2, dtype="float64")
+    rng = np.random.default_rng(0)
+    x, labels = rng.random((2, 1, 28, 28)), rng.integers(0, 10, 2)
+    _, grads, _ = fcnn.loss_and_grads(params, x, labels, arch, "tuned")
+
+    def loss():
+        return fcnn.loss_and_grads(params, x, labels, arch, "tuned")[0]
+
+    for layer, arrays in params.items():
+        for key, array in arrays.items():
+            flat = rng.choice(array.size, min(20, array.size), replace=False)
+            indices = [np.unravel_index(i, array.shape) for i in flat]
+            error = relative_error(grads[layer][key], numerical_gradient(loss, array, indices))
+            assert error < GRAD_TOLERANCE, f"{layer}.{key}: {error}"
