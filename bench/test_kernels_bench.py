@@ -118,3 +118,58 @@ def test_maxpool2d_backward(benchmark, rng, case, backend):
     x, dout = pool_inputs(rng, case, batch)
     kernel = fcnn.get_backend(backend).maxpool2d_backward
     run(benchmark, backend, kernel, (dout, x, case["spec"]["size"], case["spec"]["stride"]), batch, pool_comparisons(case, dout))
+
+
+# ----- the tuned backend's fused conv2d + ReLU + maxpool2d layer, against the same three kernels unfused -----
+
+
+def fused_layer_calls(case, rng):
+    """(forward, backward) pairs of calls, unfused and fused, for one preset conv layer and its 2x2 pool.
+
+    Unfused: the tuned backend's conv2d and maxpool2d with fcnn.layers' ReLU between them, as
+    fcnn.model runs them. The first layer's backward skips dx in both.
+    """
+    from fcnn import layers
+    from fcnn.kernels.tuned import fused
+
+    kernels = fcnn.get_backend("tuned")
+    stride, pad = case["spec"]["stride"], case["spec"]["pad"]
+    x, w, b, _ = conv_inputs(rng, case, batch_for("tuned", case["preset"]))
+    input_gradient = case["layer"] != "conv1"
+    out, z = fused.conv2d_relu_maxpool2d_forward(x, w, b, stride, pad, 2, 2)
+    activated = layers.relu_forward(z)
+    dout = rng.standard_normal(out.shape, dtype=np.float32)
+
+    def unfused_forward():
+        z = kernels.conv2d_forward(x, w, b, stride, pad)
+        return kernels.maxpool2d_forward(layers.relu_forward(z), 2, 2), z
+
+    def unfused_backward():
+        dz = layers.relu_backward(kernels.maxpool2d_backward(dout, activated, 2, 2), z)
+        if input_gradient:
+            return kernels.conv2d_backward(dz, x, w, stride, pad)
+        return kernels.conv2d_backward_weights(dz, x, w, stride, pad)
+
+    return {
+        "forward": {"tuned": (unfused_forward, ()),
+                    "tuned-fused": (fused.conv2d_relu_maxpool2d_forward, (x, w, b, stride, pad, 2, 2))},
+        "backward": {"tuned": (unfused_backward, ()),
+                     "tuned-fused": (fused.conv2d_relu_maxpool2d_backward, (dout, x, z, w, stride, pad, 2, 2, input_gradient))},
+    }
+
+
+@pytest.mark.skipif("tuned" not in BACKENDS, reason="the tuned backend needs numba")
+@pytest.mark.parametrize("variant", ["tuned", "tuned-fused"])
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+@pytest.mark.parametrize("case", CONV_CASES, ids=case_id)
+def test_conv2d_relu_maxpool2d(benchmark, rng, case, direction, variant):
+    benchmark.group = group(f"conv2d+relu+maxpool2d {direction}", case)
+    function, args = fused_layer_calls(case, rng)[direction][variant]
+    batch = batch_for("tuned", case["preset"])
+    _, H, W = case["input_shape"]
+    _, _, KH, KW = case["weight_shape"]
+    spec = case["spec"]
+    output_hw = (output_size(H, KH, spec["stride"], spec["pad"]), output_size(W, KW, spec["stride"], spec["pad"]))
+    # Multiply-adds of the convolution only: forward 1 pass; backward dw, and dx except for conv1.
+    passes = 1 if direction == "forward" else (2 if case["layer"] != "conv1" else 1)
+    run(benchmark, variant, function, args, batch, 2 * passes * conv_multiply_adds(case["weight_shape"], output_hw))

@@ -1,6 +1,6 @@
 """Kernel backends behind one registry: pick conv2d / maxpool2d implementations by name.
 
-    backend = get_backend("numba")      # "loop", "numpy" or "numba"
+    backend = get_backend("tuned")      # "loop", "numpy", "numba" or "tuned"
     out = backend.conv2d_forward(x, w, b, stride=1, pad=0)
 
 Every backend honours the same contract (see loop.py, the reference); the functions a
@@ -20,9 +20,10 @@ BACKENDS = {
     "loop": "fcnn.kernels.loop",
     "numpy": "fcnn.kernels.vectorized",
     "numba": "fcnn.kernels.numba",
+    "tuned": "fcnn.kernels.tuned",
 }
 # The backends from fastest to slowest on the presets: default_backend() picks the first that runs here.
-FASTEST_FIRST = ("numba", "numpy", "loop")
+FASTEST_FIRST = ("tuned", "numba", "numpy", "loop")
 
 
 class BackendUnavailableError(ValueError):

@@ -1,0 +1,121 @@
+"""conv2d -> ReLU -> maxpool2d as one layer, forward and backward, for the model to call in one go.
+
+Forward: the convolution, then ReLU and pooling in one pass (max_i relu(z_i) = relu(max_i z_i),
+so no ReLU array is made). Backward: the pooled gradient goes straight to the winning position
+of each window, where z > 0, inside the wide-row layout the tuned convolution backward reads:
+one pass instead of maxpool backward, ReLU backward and the wide-row copy. The fast path is a
+stride-1 convolution with a 2x2 pool of stride 2 (every preset); other shapes run the unfused
+tuned kernels in sequence.
+"""
+
+import numba
+import numpy as np
+
+from fcnn.kernels.tuned.conv2d_backward import (
+    conv2d_backward,
+    conv2d_backward_weights,
+    input_gradient_from_wide,
+    weight_gradient_from_wide,
+    wide_layout,
+)
+from fcnn.kernels.tuned.conv2d_forward import conv2d_forward
+from fcnn.kernels.tuned.maxpool2d import maxpool2d_backward
+
+
+@numba.njit(inline="always")
+def _relu_maxpool2d(z, size, stride):
+    """out[n, c, i, j] = max(0, max_{di, dj} z[n, c, i*stride + di, j*stride + dj]).
+
+    z (N, C, H, W) -> out (N, C, H', W'), H' = 1 + (H - size) // stride.
+    """
+    N, C, H, W = z.shape
+    H_out, W_out = 1 + (H - size) // stride, 1 + (W - size) // stride
+    out = np.empty((N, C, H_out, W_out), dtype=z.dtype)
+    for n in numba.prange(N):
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    largest = z[n, c, i * stride, j * stride]
+                    for di in range(size):
+                        for dj in range(size):
+                            if z[n, c, i * stride + di, j * stride + dj] > largest:
+                                largest = z[n, c, i * stride + di, j * stride + dj]
+                    out[n, c, i, j] = largest if largest > 0 else 0
+    return out
+
+
+# Compiled twice: with size and stride constants for the presets' 2x2 pools (so the window
+# loops unroll and the row vectorises, as numba.py's fast paths), and for any other window.
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _relu_maxpool2d_2x2(z):
+    return _relu_maxpool2d(z, 2, 2)
+
+
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _relu_maxpool2d_any(z, size, stride):
+    return _relu_maxpool2d(z, size, stride)
+
+
+@numba.njit(parallel=True, error_model="numpy", cache=True)
+def _unpool2x2_relu_wide_rows(dout, z, row_pitch, lead, plane):
+    """dz = relu'(z) * maxpool2d_backward(dout, relu(z), 2, 2), on wide rows, and its per-image sums.
+
+    The first maximum of a window of relu(z) is the first maximum of z when that is > 0; when
+    it is not, relu' is 0 there and the window passes no gradient. So the window's gradient
+    goes to z's first maximum if it is > 0. dout (N, F, H'', W''), z (N, F, H', W') ->
+    wide (N, F, plane): zeros, dz's row i at lead + i*row_pitch; sums (N, F) = sum_{i, j} dz.
+    """
+    N, F, H_out, W_out = dout.shape
+    wide = np.empty((N, F, plane), dtype=z.dtype)
+    sums = np.empty((N, F), dtype=z.dtype)
+    for n in numba.prange(N):
+        wide[n] = 0.0
+        for f in range(F):
+            total = wide[n, f, 0]  # zero, in z's dtype
+            for i in range(H_out):
+                for j in range(W_out):
+                    # loop.py's comparisons in its order: strictly greater replaces, so ties keep the first.
+                    best_di, best_dj = 0, 0
+                    largest = z[n, f, 2 * i, 2 * j]
+                    for di in range(2):
+                        for dj in range(2):
+                            if z[n, f, 2 * i + di, 2 * j + dj] > largest:
+                                largest = z[n, f, 2 * i + di, 2 * j + dj]
+                                best_di, best_dj = di, dj
+                    if largest > 0:
+                        wide[n, f, lead + (2 * i + best_di) * row_pitch + 2 * j + best_dj] = dout[n, f, i, j]
+                        total += dout[n, f, i, j]
+            sums[n, f] = total
+    return wide, sums
+
+
+def conv2d_relu_maxpool2d_forward(x, w, b, stride, pad, size, pool_stride):
+    """out = maxpool2d_forward(relu(z), size, pool_stride), z = conv2d_forward(x, w, b, stride, pad).
+
+    x (N, C, H, W), w (F, C, KH, KW), b (F,) -> out (N, F, H'', W''), z (N, F, H', W') (kept for backward).
+    pool_stride None means the window size.
+    """
+    pool_stride = size if pool_stride is None else pool_stride
+    z = conv2d_forward(x, w, b, stride, pad)
+    if size == pool_stride == 2:
+        return _relu_maxpool2d_2x2(z), z
+    return _relu_maxpool2d_any(z, size, pool_stride), z
+
+
+def conv2d_relu_maxpool2d_backward(dout, x, z, w, stride, pad, size, pool_stride, input_gradient):
+    """The backward of conv2d_relu_maxpool2d_forward: dz = relu'(z) * maxpool2d_backward(dout, relu(z)), then conv2d_backward.
+
+    dout (N, F, H'', W''), x (N, C, H, W), z (N, F, H', W'), w (F, C, KH, KW) ->
+    (dx (N, C, H, W) or None when not input_gradient, dw (F, C, KH, KW), db (F,))
+    """
+    pool_stride = size if pool_stride is None else pool_stride
+    if stride == 1 and size == pool_stride == 2:
+        row_pitch, lead, plane = wide_layout(x.shape, w.shape, pad, input_gradient)
+        dz_wide, sums = _unpool2x2_relu_wide_rows(dout, z, row_pitch, lead, plane)
+        dw, db = weight_gradient_from_wide(dz_wide, sums, lead, x, w, pad)
+        dx = input_gradient_from_wide(dz_wide, lead, x.shape, w, pad) if input_gradient else None
+        return dx, dw, db
+    dz = maxpool2d_backward(dout, np.maximum(z, 0), size, pool_stride) * (z > 0)
+    if input_gradient:
+        return conv2d_backward(dz, x, w, stride, pad)
+    return (None, *conv2d_backward_weights(dz, x, w, stride, pad))
