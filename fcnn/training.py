@@ -5,23 +5,81 @@ caller (scripts/train_mnist.py, a notebook, a test) decides how to show it.
 """
 
 import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from fcnn.model import loss_and_grads, predict
 from fcnn.optim import momentum_step, sgd_step
 
+# The divergence rule (see LossTrend): fastai's loss smoothing, and a factor well above what
+# healthy runs reach. The noisiest healthy runs measured (batch size 1, or lr 0.5 at batch 32)
+# peaked at about 4x their lowest smoothed loss; runs whose lr makes the loss explode reach
+# hundreds to billions of times it within a few steps (docs/faults.md has the figures).
+LOSS_SMOOTHING = 0.98
+DIVERGENCE_FACTOR = 10
+
 
 class TrainingDiverged(ValueError):
-    """The loss became inf or NaN: the learning rate (the value the user chose) is too high."""
+    """The loss exploded (inf, NaN, or far above its best): lr, the caller's choice, is too high.
 
-    def __init__(self, epoch, step, steps_per_epoch, loss, lr):
-        self.epoch, self.step, self.loss, self.lr = epoch, step, loss, lr
+    Attributes: epoch (from 0), step (from 1), steps (per epoch), loss, lr, and `reason`, the
+    finding without advice, for callers (such as the training script) that phrase their own.
+    """
+
+    def __init__(self, epoch, step, steps, loss, lr, reason):
+        self.epoch, self.step, self.steps, self.loss, self.lr, self.reason = epoch, step, steps, loss, lr, reason
         super().__init__(
-            f"training diverged: the loss is {loss} at epoch {epoch + 1}, step {step} of "
-            f"{steps_per_epoch} (this epoch's lr: {lr:g}). "
-            f"Try a lower --lr (a tenth, say), a lower --momentum or a larger --batch-size."
+            f"{self.finding()}. Try a lower lr (a tenth, say), a lower momentum or a larger batch_size."
         )
+
+    def finding(self):
+        """Where and why, without advice: 'training diverged at epoch 3, step 5 of 94: ...'."""
+        return (
+            f"training diverged at epoch {self.epoch + 1}, step {self.step} of {self.steps}: "
+            f"{self.reason} (this epoch's lr: {self.lr:g})"
+        )
+
+
+@dataclass(frozen=True)
+class LossTrend:
+    """The smoothed step loss of an epoch so far and its lowest value: the divergence rule.
+
+    smoothed = debiased exponential moving average of the step losses (fastai's, as its
+    learning-rate finder uses): a_k = s * a_(k-1) + (1 - s) * loss_k, smoothed_k = a_k / (1 - s**k).
+    The run has diverged when a loss is inf or NaN, or when
+        smoothed_k > DIVERGENCE_FACTOR * max(lowest smoothed so far, ln(classes)),
+    ln(classes) being the loss of a uniform guess, so that a run already near zero loss is not
+    stopped by a bump from 0.01 to 0.1. Like fastai's finder (which stops at 4x the lowest
+    smoothed loss) the threshold is relative; unlike it, it allows for batch-size-1 noise.
+    """
+
+    steps: int = 0
+    average: float = 0.0
+    lowest: float = math.inf
+
+    def after(self, loss):
+        """The trend with one more step's loss."""
+        moved = LossTrend(self.steps + 1, LOSS_SMOOTHING * self.average + (1 - LOSS_SMOOTHING) * loss, self.lowest)
+        return replace(moved, lowest=min(self.lowest, moved.smoothed))
+
+    @property
+    def smoothed(self):
+        """The debiased moving average after `steps` steps (the first step's loss after one)."""
+        return self.average / (1 - LOSS_SMOOTHING ** self.steps)
+
+    def divergence(self, loss, classes):
+        """Why the run has diverged after `loss`, this trend's latest loss; None if it has not."""
+        if not math.isfinite(loss):
+            return f"the loss is {loss}"
+        reference = max(self.lowest, math.log(classes))
+        if not self.smoothed <= DIVERGENCE_FACTOR * reference:
+            return (
+                f"the smoothed loss {self.smoothed:.4g} (this step's: {loss:.4g}) is above "
+                f"{DIVERGENCE_FACTOR} x {reference:.4g}, the larger of its lowest value this epoch and "
+                f"ln({classes}), a uniform guess's loss"
+            )
+        return None
 
 
 def batches(n, batch_size, rng):
@@ -56,17 +114,22 @@ def train_step(params, velocity, x, labels, arch, backend, lr, momentum):
     return new_params, new_velocity, loss, logits
 
 
+def all_finite(params):
+    return all(np.isfinite(array).all() for layer in params.values() for array in layer.values())
+
+
 def train_epoch(params, velocity, x, labels, arch, backend, *, lr, momentum, batch_size, rng,
                 epoch=0, on_step=None):
     """One pass over (x, labels) in a fresh shuffled order drawn from rng.
 
     x (N, 1, 28, 28) or (N, 28, 28) float, labels (N,) ints. on_step(step, steps, images, loss),
-    if given, is called after every step (step counted from 1).
+    if given, is called after every step (step counted from 1); it may raise to stop the epoch
+    between two steps.
     Returns (params, velocity, stats) with stats = {"train_loss": mean loss per image,
     "train_accuracy": fraction of images the network classified right just before it stepped
     on them, "step_losses": [loss of every step]}.
-    Raises TrainingDiverged if a loss is inf or NaN (the caller still holds the parameters it
-    passed in).
+    Raises TrainingDiverged when the loss explodes (the rule of LossTrend) or the parameters are
+    not finite after the last step; the caller still holds the parameters it passed in.
     """
     if len(x) == 0 or len(x) != len(labels):
         raise ValueError(f"train_epoch: x and labels must hold the same number (> 0) of samples; "
@@ -75,19 +138,26 @@ def train_epoch(params, velocity, x, labels, arch, backend, *, lr, momentum, bat
     step_losses = []
     loss_sum = 0.0
     correct = 0
+    trend = LossTrend()
     for step, indices in enumerate(order, start=1):
         # The loss is checked here, so NumPy's overflow warnings would only repeat it, noisily.
         with np.errstate(over="ignore", invalid="ignore"):
             params, velocity, loss, logits = train_step(
                 params, velocity, x[indices], labels[indices], arch, backend, lr, momentum
             )
-        if not math.isfinite(loss):
-            raise TrainingDiverged(epoch, step, len(order), loss, lr)
+        trend = trend.after(loss)
+        reason = trend.divergence(loss, classes=logits.shape[1])
+        if reason:
+            raise TrainingDiverged(epoch, step, len(order), loss, lr, reason)
         step_losses.append(loss)
         loss_sum += loss * len(indices)
         correct += int((logits.argmax(axis=1) == labels[indices]).sum())
         if on_step is not None:
             on_step(step, len(order), len(indices), loss)
+    # A finite loss is computed before its step, so the last step's update is checked here.
+    if not all_finite(params) or not all_finite(velocity):
+        raise TrainingDiverged(epoch, len(order), len(order), step_losses[-1], lr,
+                               "the parameters are inf or NaN after the last step")
     stats = {"train_loss": loss_sum / len(x), "train_accuracy": correct / len(x), "step_losses": step_losses}
     return params, velocity, stats
 
