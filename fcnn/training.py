@@ -5,23 +5,20 @@ caller (scripts/train_mnist.py, a notebook, a test) decides how to show it.
 """
 
 import math
-from dataclasses import dataclass, replace
 
 import numpy as np
 
 from fcnn.model import loss_and_grads, predict
 from fcnn.optim import momentum_step, sgd_step
 
-# The divergence rule (see LossTrend): fastai's loss smoothing, and a factor well above what
-# healthy runs reach. The noisiest healthy runs measured (batch size 1, or lr 0.5 at batch 32)
-# peaked at about 4x their lowest smoothed loss; runs whose lr makes the loss explode reach
-# hundreds to billions of times it within a few steps (docs/faults.md has the figures).
+# The divergence rule (see divergence()): fastai's loss smoothing, and a threshold far above
+# what healthy runs reach and far below what exploding ones do (docs/faults.md has the figures).
 LOSS_SMOOTHING = 0.98
 DIVERGENCE_FACTOR = 10
 
 
 class TrainingDiverged(ValueError):
-    """The loss exploded (inf, NaN, or far above its best): lr, the caller's choice, is too high.
+    """The loss exploded (inf, NaN, or far above a guess's; see divergence()): lr is too high.
 
     Attributes: epoch (from 0), step (from 1), steps (per epoch), loss, lr, and `reason`, the
     finding without advice, for callers (such as the training script) that phrase their own.
@@ -41,45 +38,28 @@ class TrainingDiverged(ValueError):
         )
 
 
-@dataclass(frozen=True)
-class LossTrend:
-    """The smoothed step loss of an epoch so far and its lowest value: the divergence rule.
+def smoothed_loss(previous, loss):
+    """One step of the moving average of step losses: s_k = 0.98 s_(k-1) + 0.02 loss_k (fastai's
+    smoothing). train_epoch starts every epoch at s_0 = ln(classes), the loss of a uniform guess."""
+    return LOSS_SMOOTHING * previous + (1 - LOSS_SMOOTHING) * loss
 
-    smoothed = debiased exponential moving average of the step losses (fastai's, as its
-    learning-rate finder uses): a_k = s * a_(k-1) + (1 - s) * loss_k, smoothed_k = a_k / (1 - s**k).
-    The run has diverged when a loss is inf or NaN, or when
-        smoothed_k > DIVERGENCE_FACTOR * max(lowest smoothed so far, ln(classes)),
-    ln(classes) being the loss of a uniform guess, so that a run already near zero loss is not
-    stopped by a bump from 0.01 to 0.1. Like fastai's finder (which stops at 4x the lowest
-    smoothed loss) the threshold is relative; unlike it, it allows for batch-size-1 noise.
+
+def divergence(smoothed, loss, classes):
+    """Why training has diverged after a step of loss `loss`; None if it has not.
+
+    Diverged: the loss is inf or NaN, or the smoothed loss exceeds DIVERGENCE_FACTOR * ln(classes),
+    ten times the loss of a uniform guess (23 for 10 classes) - a fixed threshold on a smoothed
+    metric, as PyTorch Lightning's EarlyStopping(divergence_threshold=...) applies. Started at
+    ln(classes), the average moves by only 2 % of a lone spike, so the noise of per-sample SGD
+    cannot reach it, while an exploding loss (1e3 and up) crosses it within a step or a few.
     """
-
-    steps: int = 0
-    average: float = 0.0
-    lowest: float = math.inf
-
-    def after(self, loss):
-        """The trend with one more step's loss."""
-        moved = LossTrend(self.steps + 1, LOSS_SMOOTHING * self.average + (1 - LOSS_SMOOTHING) * loss, self.lowest)
-        return replace(moved, lowest=min(self.lowest, moved.smoothed))
-
-    @property
-    def smoothed(self):
-        """The debiased moving average after `steps` steps (the first step's loss after one)."""
-        return self.average / (1 - LOSS_SMOOTHING ** self.steps)
-
-    def divergence(self, loss, classes):
-        """Why the run has diverged after `loss`, this trend's latest loss; None if it has not."""
-        if not math.isfinite(loss):
-            return f"the loss is {loss}"
-        reference = max(self.lowest, math.log(classes))
-        if not self.smoothed <= DIVERGENCE_FACTOR * reference:
-            return (
-                f"the smoothed loss {self.smoothed:.4g} (this step's: {loss:.4g}) is above "
-                f"{DIVERGENCE_FACTOR} x {reference:.4g}, the larger of its lowest value this epoch and "
-                f"ln({classes}), a uniform guess's loss"
-            )
-        return None
+    if not math.isfinite(loss):
+        return f"the loss is {loss}"
+    threshold = DIVERGENCE_FACTOR * math.log(classes)
+    if smoothed > threshold:
+        return (f"the smoothed loss is {smoothed:.4g} (this step's: {loss:.4g}), above {threshold:.3g} "
+                f"= {DIVERGENCE_FACTOR} x ln({classes}), {DIVERGENCE_FACTOR} times a uniform guess's loss")
+    return None
 
 
 def batches(n, batch_size, rng):
@@ -128,7 +108,7 @@ def train_epoch(params, velocity, x, labels, arch, backend, *, lr, momentum, bat
     Returns (params, velocity, stats) with stats = {"train_loss": mean loss per image,
     "train_accuracy": fraction of images the network classified right just before it stepped
     on them, "step_losses": [loss of every step]}.
-    Raises TrainingDiverged when the loss explodes (the rule of LossTrend) or the parameters are
+    Raises TrainingDiverged when the loss explodes (the rule of divergence()) or the parameters are
     not finite after the last step; the caller still holds the parameters it passed in.
     """
     if len(x) == 0 or len(x) != len(labels):
@@ -138,15 +118,16 @@ def train_epoch(params, velocity, x, labels, arch, backend, *, lr, momentum, bat
     step_losses = []
     loss_sum = 0.0
     correct = 0
-    trend = LossTrend()
+    smoothed = None
     for step, indices in enumerate(order, start=1):
         # The loss is checked here, so NumPy's overflow warnings would only repeat it, noisily.
         with np.errstate(over="ignore", invalid="ignore"):
             params, velocity, loss, logits = train_step(
                 params, velocity, x[indices], labels[indices], arch, backend, lr, momentum
             )
-        trend = trend.after(loss)
-        reason = trend.divergence(loss, classes=logits.shape[1])
+        classes = logits.shape[1]
+        smoothed = smoothed_loss(math.log(classes) if smoothed is None else smoothed, loss)
+        reason = divergence(smoothed, loss, classes)
         if reason:
             raise TrainingDiverged(epoch, step, len(order), loss, lr, reason)
         step_losses.append(loss)
