@@ -429,6 +429,8 @@ def setup(args):
     save_path = args.save or args.resume
     check_outputs(save_path, args.plot, settings, args.resume)
     data = load_data(settings)
+    if save_path:
+        os.makedirs(os.path.dirname(os.path.abspath(save_path)), exist_ok=True)
     return plots, settings, start_state(settings, checkpoint), data, save_path
 
 
@@ -529,6 +531,9 @@ def main(argv=None):
             return EXIT_FAILED
         except OSError as problem:
             print(f"train_mnist.py: could not write: {problem}{checkpoint_note(state)}", file=sys.stderr)
+            return EXIT_FAILED
+        except MemoryError:
+            print(f"train_mnist.py: out of memory (try a smaller --batch-size){checkpoint_note(state)}", file=sys.stderr)
             return EXIT_FAILED
         except (Stopped, SystemError) as problem:
             return stopped(problem, state, settings)

@@ -137,6 +137,27 @@ def test_the_default_backend_is_the_registrys_choice_and_the_choices_are_its_nam
     assert "{" + ",".join(fcnn.kernels.BACKENDS) + "}" in out
 
 
+def test_a_backend_that_cannot_run_here_exits_2_naming_where_it_came_from(run, finished_run, monkeypatch):
+    real_get_backend = fcnn.get_backend
+
+    def numpy_unavailable(name):
+        if name == "numpy":
+            raise fcnn.kernels.BackendUnavailableError("backend 'numpy' is unavailable: (pretend)")
+        return real_get_backend(name)
+
+    monkeypatch.setattr(fcnn, "get_backend", numpy_unavailable)
+    assert_refused_before_training(run(*SMALL), "--backend: backend 'numpy' is unavailable")
+    # The checkpoint remembers numpy: resuming without --backend names the checkpoint's choice.
+    assert_refused_before_training(run("--resume", finished_run, "--epochs", "2"), "the checkpoint's backend")
+
+
+def test_save_creates_missing_folders(run, tmp_path):
+    save = tmp_path / "runs" / "today" / "run.npz"
+    status, _, err = run(*SMALL, "--save", save)
+    assert status == 0, err
+    assert load_checkpoint(save)["epoch"] == 1
+
+
 def test_two_epochs_straight_equal_one_epoch_then_resume(run, tmp_path):
     straight, resumed = tmp_path / "straight.npz", tmp_path / "resumed.npz"
     settings = ["--backend", "numpy", "--train-limit", "300", "--test-limit", "100",
@@ -424,6 +445,20 @@ def test_a_checkpoint_that_cannot_be_written_exits_1_and_keeps_the_last_good_one
     monkeypatch.setattr(script, "save_checkpoint", disk_full_at_epoch_2)
     result = run(*SMALL, "--epochs", "3", "--save", save)
     assert_clean_failure(result, 1, "could not write", "No space left", "holds epoch 1")
+    assert load_checkpoint(save)["epoch"] == 1
+
+
+def test_running_out_of_memory_exits_1_and_keeps_the_last_good_checkpoint(run, script, tmp_path, monkeypatch):
+    save = tmp_path / "run.npz"
+    real_train_epoch = script.train_epoch
+
+    def train_epoch(*args, **kwargs):
+        if kwargs["epoch"] == 1:
+            raise MemoryError
+        return real_train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(script, "train_epoch", train_epoch)
+    assert_clean_failure(run(*SMALL, "--epochs", "2", "--save", save), 1, "out of memory", "--batch-size", "holds epoch 1")
     assert load_checkpoint(save)["epoch"] == 1
 
 
