@@ -235,22 +235,28 @@ def same_file(a, b):
     return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
 
 
-def check_outputs(save_path, plot_dir, settings, resumed):
+def check_outputs(save_path, plot_dir, settings, into_resumed):
     """Before any training: refuse every output that would replace what the user did not ask to
-    replace, or that could not be written. Raises UsageError naming the option and the path."""
+    replace, or that could not be written. Raises UsageError naming the option and the path.
+
+    into_resumed: save_path is the --resume file, saved to because no --save was given.
+    """
     outputs = []
     if save_path:
-        name = "--save" if save_path != resumed else "--resume"
+        name = "--resume" if into_resumed else "--save"
         if settings["data"] and same_file(save_path, settings["data"]):
             refuse(name, save_path, "is the data set given as --data; fcnn never replaces it")
         check_folder_writable(name, save_path, os.path.dirname(os.path.abspath(save_path)))
-        already_checked = resumed and same_file(save_path, resumed)
         try:
-            check_replaceable(name, save_path, save_path, (lambda path: True) if already_checked else is_checkpoint,
+            # A resumed file has just been loaded as a checkpoint: no need to read it again.
+            check_replaceable(name, save_path, save_path, (lambda path: True) if into_resumed else is_checkpoint,
                               "an fcnn checkpoint")
             check_replaceable(name, save_path, metrics_path(save_path), is_metrics_file, "a metrics file (JSON lines)")
         except UsageError as problem:
-            raise UsageError(f"{problem}; without --save a resumed run is saved to the file it resumed: pass --save PATH to save it elsewhere" if already_checked else problem) from None
+            if not into_resumed:
+                raise
+            raise UsageError(f"{problem}; without --save a resumed run is saved to the file it resumed: "
+                             "pass --save PATH to save it elsewhere") from None
         outputs += [save_path, metrics_path(save_path)]
     if plot_dir:
         if os.path.exists(plot_dir) and not os.path.isdir(plot_dir):
@@ -427,7 +433,7 @@ def setup(args):
     checkpoint = {**load_checkpoint(args.resume), "path": args.resume} if args.resume else None
     settings = resolve_settings(args, checkpoint)
     save_path = args.save or args.resume
-    check_outputs(save_path, args.plot, settings, args.resume)
+    check_outputs(save_path, args.plot, settings, into_resumed=not args.save and bool(args.resume))
     data = load_data(settings)
     if save_path:
         os.makedirs(os.path.dirname(os.path.abspath(save_path)), exist_ok=True)

@@ -271,7 +271,9 @@ def test_save_refuses_a_write_protected_checkpoint_and_keeps_it(run, finished_ru
     before = finished_run.read_bytes()
     finished_run.chmod(0o444)
     assert_refused_before_training(run(*SMALL, "--save", finished_run), "write-protected")
-    assert_refused_before_training(run("--resume", finished_run, "--epochs", "2"), "write-protected", "--save PATH")
+    assert_refused_before_training(run("--resume", finished_run, "--epochs", "2"), f"--resume {finished_run}: is write-protected", "--save PATH")
+    err = assert_clean_failure(run("--resume", finished_run, "--save", finished_run, "--epochs", "2"), 2, f"--save {finished_run}: is write")
+    assert "--save PATH" not in err
     assert finished_run.read_bytes() == before
 
 
@@ -430,7 +432,7 @@ def test_plot_writes_pictures_and_metrics_without_save(run, script, tmp_path):
     written = sorted(p.name for p in plots.glob("*.png"))
     assert written == ["confusion.png", "curves.png", "filters.png", "mistakes.png"] == sorted(script.PICTURES)
     # A second run may replace the pictures and metrics it wrote itself.
-    script.check_outputs(None, str(plots), {"data": None}, None)
+    script.check_outputs(None, str(plots), {"data": None}, into_resumed=False)
 
 
 def test_a_checkpoint_that_cannot_be_written_exits_1_and_keeps_the_last_good_one(run, script, tmp_path, monkeypatch):
