@@ -138,10 +138,11 @@ def preset_of(checkpoint):
     )
 
 
-def remembered_settings(checkpoint):
-    """The run settings a checkpoint's config holds, each checked as strictly as the command line."""
+def remembered_settings(checkpoint, overridden):
+    """The run settings a checkpoint's config holds (except those `overridden` on the command
+    line), each checked as strictly as the command line checks its own."""
     where = f"checkpoint {checkpoint['path']}: its config"
-    remembered = {key: value for key, value in checkpoint["config"].items() if key in RUN_SETTINGS}
+    remembered = {key: value for key, value in checkpoint["config"].items() if key in RUN_SETTINGS and key not in overridden}
     for key, value in remembered.items():
         if key in NUMBERS:
             kind, valid, wanted = NUMBERS[key]
@@ -164,8 +165,8 @@ def remembered_settings(checkpoint):
 
 def resolve_settings(args, checkpoint):
     """Each run setting from the command line, else the checkpoint, else the arch's default."""
-    remembered = remembered_settings(checkpoint) if checkpoint else {}
     given = {key: getattr(args, key) for key in RUN_SETTINGS if getattr(args, key) is not None}
+    remembered = remembered_settings(checkpoint, given) if checkpoint else {}
     if checkpoint and "arch" in given and given["arch"] != remembered["arch"]:
         raise UsageError(f"--arch {given['arch']} does not match the checkpoint, which holds {remembered['arch']!r}")
     arch = given.get("arch") or remembered.get("arch") or "seed"

@@ -410,7 +410,15 @@ def test_checkpoint_settings_of_the_wrong_type_or_range_exit_2_naming_the_file_a
     config[key] = value
     entries["config"] = np.array(json.dumps(config))
     np.savez(finished_run, **entries)
-    assert_refused_before_training(run("--resume", finished_run, "--epochs", "2"), f"checkpoint {finished_run}: its config", fragment)
+    result = run("--resume", finished_run, "--epochs", "2", "--quiet", small=False)
+    assert_refused_before_training(result, f"checkpoint {finished_run}: its config", fragment)
+    # A setting given on the command line replaces the checkpoint's, bad or not (run() gives --data).
+    override = [] if key == "data" else [f"--{key.replace('_', '-')}", GOOD_SETTINGS[key]]
+    status, _, err = run("--resume", finished_run, "--epochs", "2", *override)
+    assert status == 0, err
+
+
+GOOD_SETTINGS = {"lr": "0.05", "batch_size": "32", "momentum": "0", "seed": "0", "train_limit": "200", "backend": "numpy"}
 
 
 def test_missing_matplotlib_fails_fast_with_the_install_hint(run, tmp_path, monkeypatch):
