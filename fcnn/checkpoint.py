@@ -155,7 +155,7 @@ def _header(archive, info):
     Raises CheckpointError for anything fcnn.save_checkpoint would not have written.
     """
     with archive.open(info) as stream, warnings.catch_warnings():
-        # numpy warns when it has to repair a header written by Python 2; a refusal follows anyway.
+        # numpy warns when it repairs a header in Python 2 style; the checks that follow decide either way.
         warnings.simplefilter("ignore")
         version = np.lib.format.read_magic(stream)
         if version == (1, 0):
