@@ -320,7 +320,10 @@ class StopSignals:
 
     def __enter__(self):
         for signum in STOP_SIGNALS:
-            self.previous[signum] = signal.signal(signum, self.note)
+            # A signal ignored at start-up stays ignored (as Python itself leaves it): a shell
+            # starts background jobs with SIGINT ignored, so that Ctrl-C is not for them.
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                self.previous[signum] = signal.signal(signum, self.note)
         return self
 
     def __exit__(self, *exc_info):

@@ -472,6 +472,23 @@ def test_running_out_of_memory_exits_1_and_keeps_the_last_good_checkpoint(run, s
     assert load_checkpoint(save)["epoch"] == 1
 
 
+@pytest.fixture
+def signals_as_in_a_terminal():
+    """SIGINT and SIGTERM with Python's usual handlers in this process, whatever pytest was
+    started with (a background job of a non-interactive shell starts with SIGINT ignored)."""
+    previous = {signum: signal.signal(signum, handler) for signum, handler in
+                ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))}
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def signals_as_in_a_terminal_for_a_child():
+    """preexec_fn: the child starts with the default dispositions, as when typed at a terminal."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def signal_at(script, monkeypatch, signums, epoch, step):
     """Make the training script receive `signums` (one after another) from inside the step
     callback of `epoch` (from 0) after `step`: the handler runs exactly as for a real signal."""
@@ -493,6 +510,7 @@ def signal_at(script, monkeypatch, signums, epoch, step):
     (signal.SIGINT, 130, "interrupted (Ctrl-C)"),
     (signal.SIGTERM, 143, "terminated (SIGTERM)"),
 ])
+@pytest.mark.usefixtures("signals_as_in_a_terminal")
 def test_a_signal_mid_epoch_stops_between_steps_keeping_the_last_finished_epoch(run, script, tmp_path, monkeypatch, signum, status, what):
     save = tmp_path / "run.npz"
     signal_at(script, monkeypatch, [signum], epoch=1, step=3)
@@ -500,10 +518,24 @@ def test_a_signal_mid_epoch_stops_between_steps_keeping_the_last_finished_epoch(
     assert_clean_failure(result, status, f"{what} with 1 of 5 epochs finished", "holds epoch 1", f"--resume {save}")
     assert "epoch 2/5" not in result[1]
     assert load_checkpoint(save)["epoch"] == 1
-    # The handlers are put back: the test process still gets KeyboardInterrupt for Ctrl-C.
+    # The handlers are put back.
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def test_a_signal_ignored_at_start_up_stays_ignored(run, script, tmp_path, monkeypatch):
+    # As a background job of a non-interactive shell starts: Ctrl-C at the terminal is not for it.
+    signal_at(script, monkeypatch, [signal.SIGINT], epoch=0, step=2)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        status, out, err = run(*SMALL, "--epochs", "2")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert status == 0, err
+    assert "epoch 2/2" in out
+
+
+@pytest.mark.usefixtures("signals_as_in_a_terminal")
 def test_a_second_signal_stops_at_once(run, script, tmp_path, monkeypatch):
     save = tmp_path / "run.npz"
     signal_at(script, monkeypatch, [signal.SIGINT, signal.SIGINT], epoch=1, step=2)
@@ -524,6 +556,7 @@ def test_a_second_signal_inside_a_compiled_kernel_is_still_a_stop(script):
     assert script.stop_of(SystemError("unrelated")) is None
 
 
+@pytest.mark.usefixtures("signals_as_in_a_terminal")
 def test_a_signal_before_training_exits_with_its_status(run, script, monkeypatch):
     real_load_data = script.load_data
 
@@ -551,6 +584,7 @@ def test_a_real_signal_to_the_process_exits_with_its_status_and_a_loadable_check
         [sys.executable, str(SCRIPT), "--data", str(data), "--backend", backend, "--batch-size", "1", "--lr", "0.01",
          "--train-limit", "100", "--epochs", "1000", "--quiet", "--save", str(save)],
         env={**script_env(), "NUMBA_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=signals_as_in_a_terminal_for_a_child,
     )
     try:
         for line in process.stdout:
