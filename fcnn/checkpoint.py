@@ -2,26 +2,37 @@
 
 No pickle: arrays are stored as `params/conv1/w`, `velocity/conv1/w`, ...; the architecture,
 RNG state, metrics and settings as JSON text in 0-d string arrays; FORMAT_VERSION says which.
+Loading trusts nothing in the file: every entry's .npy header is checked against the
+architecture (and the file's size) before its data is read, so a corrupt or hostile file is
+refused with CheckpointError and never allocates more than the file holds.
 """
 
 import json
+import math
 import os
+import re
 import secrets
+import warnings
 import zipfile
-import zlib
 
 import numpy as np
 
-from fcnn.model import init, resolve_arch
+from fcnn.model import MNIST_SHAPE, layer_names, output_shapes, resolve_arch
 
 FORMAT_VERSION = 1
 # JSON text entries beside the arrays; "config" holds the training settings (lr, batch size, ...).
 TEXT_KEYS = ("arch", "rng_state", "metrics", "config")
 SCALAR_KEYS = ("format_version", "epoch")
+ARRAY_GROUPS = ("params", "velocity")
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read, or does not fit its architecture."""
+
+
+def _leftover_pattern(path):
+    """The names atomic_write gives its temporary files for `path`: .NAME.HEX.tmp."""
+    return re.compile(rf"\.{re.escape(os.path.basename(path))}\.[0-9a-f]{{12}}\.tmp")
 
 
 def atomic_write(path, write):
@@ -29,9 +40,15 @@ def atomic_write(path, write):
 
     A crash at any point leaves either the old file or the complete new one, never a torn file:
     the data are flushed and fsync'ed before os.replace, which is atomic within a directory.
+    The temporary files of earlier writes to `path` that were killed (SIGKILL, power loss)
+    before they could clean up are removed first.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    leftover = _leftover_pattern(path)
+    for name in os.listdir(directory):
+        if leftover.fullmatch(name):
+            os.remove(os.path.join(directory, name))
     # The name is chosen before the file exists, so that a Ctrl-C arriving anywhere after its
     # creation, even inside the call that creates it, finds it in the cleanup below.
     temp_path = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
@@ -60,12 +77,52 @@ def generator_from_state(state):
     return generator
 
 
+def parameter_shapes(arch):
+    """{"params/conv1/w": (F, C, KH, KW), "params/conv1/b": (F,), "params/dense1/w": (D, M), ...,
+    "velocity/...": the same} for an architecture, computed from its layer shapes without
+    allocating anything (a corrupt file's architecture may claim petabytes).
+
+    Raises ValueError for an architecture whose layers do not fit together.
+    """
+    specs = resolve_arch(arch)
+    inputs = [MNIST_SHAPE, *output_shapes(specs)]
+    shapes = {}
+    for name, spec, shape_in, shape_out in zip(layer_names(specs), specs, inputs, inputs[1:]):
+        if spec["type"] == "conv":
+            shapes[name] = {"w": (shape_out[0], shape_in[0], *spec["kernel"]), "b": (shape_out[0],)}
+        elif spec["type"] == "dense":
+            shapes[name] = {"w": (shape_in[0], shape_out[0]), "b": (shape_out[0],)}
+    return {
+        f"{group}/{layer}/{name}": tuple(shape)
+        for group in ARRAY_GROUPS
+        for layer, layer_shapes in shapes.items()
+        for name, shape in layer_shapes.items()
+    }
+
+
+def _array_problem(key, shape, dtype, expected_shape, first_dtype):
+    """What is wrong with an array entry of this shape and dtype, or None."""
+    if shape != expected_shape:
+        return f"entry {key!r} has shape {shape}; its architecture needs {expected_shape}"
+    if dtype not in (np.float32, np.float64) or dtype != first_dtype:
+        return (f"entry {key!r} has dtype {dtype}; expected float32 or float64 (native byte order), "
+                f"the same for every array ({first_dtype} for the first)")
+    return None
+
+
+def _non_finite_problem(key, array):
+    bad = array.size - int(np.isfinite(array).sum())
+    return f"entry {key!r} holds {bad} inf or NaN values of {array.size}" if bad else None
+
+
 def save_checkpoint(path, *, arch, params, velocity, epoch, rng_state, metrics=(), config=None):
     """Write the state of a run after `epoch` completed epochs to `path` (.npz), atomically.
 
     arch: preset name or list of layer specs (stored resolved, so it reads back the same later);
     params, velocity: {"conv1": {"w", "b"}, ...}; rng_state: the shuffling Generator's
     bit_generator.state; metrics: list of per-epoch dicts; config: dict of training settings.
+    Raises ValueError, writing nothing, for arrays load_checkpoint would refuse: a shape that
+    does not fit arch, another dtype, inf or NaN values.
     """
     arrays = {
         "format_version": np.array(FORMAT_VERSION),
@@ -75,60 +132,111 @@ def save_checkpoint(path, *, arch, params, velocity, epoch, rng_state, metrics=(
         "metrics": np.array(json.dumps(list(metrics))),
         "config": np.array(json.dumps(config or {})),
     }
-    for group, tree in (("params", params), ("velocity", velocity)):
-        for layer, layer_arrays in tree.items():
-            for name, array in layer_arrays.items():
-                arrays[f"{group}/{layer}/{name}"] = np.asarray(array)
-    atomic_write(path, lambda file: np.savez(file, **arrays))
-
-
-def _read_arrays(path):
-    """Every entry of the .npz at path as {key: array}; CheckpointError if the file is unreadable."""
-    if not os.path.exists(path):
-        raise CheckpointError(f"checkpoint {path}: no such file")
-    # An .npz is a zip archive whose directory sits at the end: a truncated file has none.
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"checkpoint {path}: not an .npz (zip) archive; the file is truncated or not a checkpoint")
-    key = None
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {}
-            for key in archive.files:
-                arrays[key] = archive[key]
-            return arrays
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-        # A zip archive is read lazily, entry by entry: name the entry that broke, if one did.
-        where = f"entry {key!r} is corrupt or truncated" if key else "not a readable .npz checkpoint"
-        raise CheckpointError(f"checkpoint {path}: {where} ({error})") from error
-
-
-def _expected_arrays(arch):
-    """{"params/conv1/w": shape, ...} for params and velocity of the architecture."""
-    template = init(arch, seed=0)
-    return {
-        f"{group}/{layer}/{name}": array.shape
-        for group in ("params", "velocity")
-        for layer, layer_arrays in template.items()
+    weights = {
+        f"{group}/{layer}/{name}": np.asarray(array)
+        for group, tree in (("params", params), ("velocity", velocity))
+        for layer, layer_arrays in tree.items()
         for name, array in layer_arrays.items()
     }
+    expected = parameter_shapes(arch)
+    if weights.keys() != expected.keys():
+        raise ValueError(f"save_checkpoint: params and velocity must hold {sorted(expected)}; got {sorted(weights)}")
+    first_dtype = weights[next(iter(expected))].dtype
+    for key, array in weights.items():
+        problem = _array_problem(key, array.shape, array.dtype, expected[key], first_dtype) or _non_finite_problem(key, array)
+        if problem:
+            raise ValueError(f"save_checkpoint: {problem}; nothing was written to {os.fspath(path)}")
+    atomic_write(path, lambda file: np.savez(file, **arrays, **weights))
 
 
-def _text(path, arrays, key):
-    """The JSON entry `key`, decoded; CheckpointError if it is not a 0-d string of valid JSON."""
-    value = arrays[key]
-    if value.shape != () or value.dtype.kind != "U":
-        raise CheckpointError(f"checkpoint {path}: entry {key!r} must be a 0-d string; got {value.dtype} {value.shape}")
-    try:
-        return json.loads(value.item())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"checkpoint {path}: entry {key!r} is not valid JSON ({error})") from error
+def _header(archive, info):
+    """(shape, dtype, header length) of the .npy entry `info`; reads the header only.
+
+    Raises CheckpointError for anything fcnn.save_checkpoint would not have written.
+    """
+    with archive.open(info) as stream, warnings.catch_warnings():
+        # numpy warns when it repairs a header in Python 2 style; the checks that follow decide either way.
+        warnings.simplefilter("ignore")
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise CheckpointError(f"npy format version {version}, which fcnn does not write")
+        length = stream.tell()
+    if fortran_order or dtype.hasobject:
+        raise CheckpointError("Fortran order or Python objects, which fcnn does not write")
+    return shape, dtype, length
 
 
-def _integer(path, arrays, key):
-    value = arrays[key]
-    if value.shape != () or value.dtype.kind not in "iu" or value < 0:
-        raise CheckpointError(f"checkpoint {path}: entry {key!r} must be a 0-d integer >= 0; got {value!r}")
-    return int(value)
+class _Archive:
+    """A checkpoint .npz opened for checked reading: headers first, data only on request."""
+
+    def __init__(self, path, archive):
+        self.path, self.archive = path, archive
+        self.size = os.path.getsize(path)
+        self.entries = {}  # key -> (ZipInfo, shape, dtype, header length)
+        for info in archive.infolist():
+            key = info.filename.removesuffix(".npy")
+            if key == info.filename or key in self.entries:
+                self.fail(f"entry {info.filename!r} is not a .npy array, or appears twice")
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+                self.fail(f"entry {key!r} is compressed; fcnn writes every entry uncompressed")
+            if info.header_offset + info.compress_size > self.size:
+                self.fail(f"entry {key!r} claims {info.file_size} bytes, more than the file holds")
+            shape, dtype, length = self.parse(key, _header, archive, info)
+            if math.prod(shape) * dtype.itemsize != info.file_size - length:
+                self.fail(f"entry {key!r}: its header claims shape {shape} of {dtype}, "
+                          f"but the entry holds {info.file_size - length} bytes of data")
+            self.entries[key] = (info, shape, dtype, length)
+
+    def fail(self, problem):
+        raise CheckpointError(f"checkpoint {self.path}: {problem}")
+
+    def parse(self, key, reader, *args):
+        """reader(*args), with any exception from parsing corrupt bytes refused as CheckpointError."""
+        try:
+            return reader(*args)
+        except CheckpointError as error:
+            self.fail(f"entry {key!r}: {error}")
+        # zipfile and numpy's header parser raise many types for malformed bytes (BadZipFile,
+        # EOFError, UnicodeDecodeError, struct.error, SyntaxError, NotImplementedError, ...):
+        # each means the same thing here.
+        except Exception as error:  # noqa: BLE001
+            self.fail(f"entry {key!r} is corrupt or truncated ({type(error).__name__}: {error})")
+
+    def read(self, key):
+        """The array of entry `key`, its data checked by the zip's CRC."""
+        info, shape, dtype, length = self.entries[key]
+
+        def read_data():
+            with self.archive.open(info) as stream:
+                stream.read(length)
+                data = stream.read(info.file_size - length)
+                # Reading to the end is what makes zipfile check the entry's CRC.
+                if len(data) != info.file_size - length or stream.read(1):
+                    raise EOFError("the entry's data is shorter or longer than its header says")
+            return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+
+        return self.parse(key, read_data)
+
+    def text(self, key):
+        """The JSON entry `key`, decoded."""
+        _, shape, dtype, _ = self.entries[key]
+        if shape != () or dtype.kind != "U":
+            self.fail(f"entry {key!r} must be a 0-d string; got {dtype} {shape}")
+        try:
+            return json.loads(self.read(key).item())
+        except (ValueError, RecursionError) as error:
+            self.fail(f"entry {key!r} is not valid JSON ({type(error).__name__}: {error})")
+
+    def integer(self, key):
+        _, shape, dtype, _ = self.entries[key]
+        value = self.read(key) if shape == () and dtype.kind in "iu" else None
+        if value is None or value < 0:
+            self.fail(f"entry {key!r} must be a 0-d integer >= 0; got {value if value is not None else f'{dtype} {shape}'}")
+        return int(value)
 
 
 def _tree(arrays, group):
@@ -145,55 +253,71 @@ def load_checkpoint(path):
 
     Returns {"format_version", "epoch", "arch" (resolved list of layer specs), "params",
     "velocity", "rng_state", "metrics", "config"}.
-    Raises CheckpointError naming the file and the entry for an unreadable, truncated or corrupt
-    file, a missing or unexpected entry, or an array whose shape or dtype does not fit the
-    architecture.
+    Raises CheckpointError naming the file and the entry for anything else: a file that is not
+    a zip archive or is truncated or corrupt, a malformed .npy header, a missing or unexpected
+    entry, an array whose shape or dtype does not fit the architecture (checked before its data
+    is read), inf or NaN weights, or JSON text of the wrong type.
     """
     path = os.fspath(path)
-    arrays = _read_arrays(path)
-    for key in SCALAR_KEYS + TEXT_KEYS:
-        if key not in arrays:
-            raise CheckpointError(f"checkpoint {path}: missing entry {key!r} (not written by fcnn.save_checkpoint?)")
-    version = _integer(path, arrays, "format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path}: entry 'format_version' is {version}; this fcnn reads version {FORMAT_VERSION}")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path}: " + ("not a file" if os.path.exists(path) else "no such file"))
     try:
-        arch = resolve_arch(_text(path, arrays, "arch"))
-        expected = _expected_arrays(arch)
+        archive = zipfile.ZipFile(path)
+    except Exception as error:  # noqa: BLE001  (as in _Archive.parse: any parse failure is a refusal)
+        raise CheckpointError(f"checkpoint {path}: not an .npz (zip) archive; the file is truncated "
+                              f"or not a checkpoint ({type(error).__name__}: {error})") from error
+    with archive:
+        return _load(_Archive(path, archive))
+
+
+def _load(archive):
+    for key in SCALAR_KEYS + TEXT_KEYS:
+        if key not in archive.entries:
+            archive.fail(f"missing entry {key!r} (not written by fcnn.save_checkpoint?)")
+    version = archive.integer("format_version")
+    if version != FORMAT_VERSION:
+        archive.fail(f"entry 'format_version' is {version}; this fcnn reads version {FORMAT_VERSION}")
+    try:
+        arch = resolve_arch(archive.text("arch"))
+        expected = parameter_shapes(arch)
     except CheckpointError:
         raise
-    except ValueError as error:
-        raise CheckpointError(f"checkpoint {path}: entry 'arch' is not a valid architecture ({error})") from error
+    # A corrupt architecture may hold values of any JSON type where numbers belong.
+    except (ValueError, TypeError, OverflowError) as error:
+        archive.fail(f"entry 'arch' is not a valid architecture ({type(error).__name__}: {error})")
 
-    stored = set(arrays) - set(SCALAR_KEYS) - set(TEXT_KEYS)
+    stored = set(archive.entries) - set(SCALAR_KEYS) - set(TEXT_KEYS)
     missing, unexpected = sorted(expected.keys() - stored), sorted(stored - expected.keys())
     if missing:
-        raise CheckpointError(f"checkpoint {path}: missing entry {missing[0]!r} required by its architecture")
+        archive.fail(f"missing entry {missing[0]!r} required by its architecture")
     if unexpected:
-        raise CheckpointError(f"checkpoint {path}: unexpected entry {unexpected[0]!r}; its architecture has {sorted(expected)}")
-    dtype = arrays[next(iter(expected))].dtype
+        archive.fail(f"unexpected entry {unexpected[0]!r}; its architecture has {sorted(expected)}")
+    first_dtype = archive.entries[next(iter(expected))][2]
     for key, shape in expected.items():
-        array = arrays[key]
-        if array.shape != shape:
-            raise CheckpointError(f"checkpoint {path}: entry {key!r} has shape {array.shape}; its architecture needs {shape}")
-        if array.dtype not in (np.float32, np.float64) or array.dtype != dtype:
-            raise CheckpointError(
-                f"checkpoint {path}: entry {key!r} has dtype {array.dtype}; expected float32 or float64, "
-                f"the same for every array ({dtype} for the first)"
-            )
+        _, stored_shape, dtype, _ = archive.entries[key]
+        problem = _array_problem(key, stored_shape, dtype, shape, first_dtype)
+        if problem:
+            archive.fail(problem)
+    # Every header fits: only now is any array's data read.
+    arrays = {key: archive.read(key) for key in expected}
+    for key, array in arrays.items():
+        problem = _non_finite_problem(key, array)
+        if problem:
+            archive.fail(problem)
 
-    rng_state = _text(path, arrays, "rng_state")
+    rng_state = archive.text("rng_state")
     try:
         generator_from_state(rng_state)
-    except (ValueError, TypeError, KeyError) as error:
-        raise CheckpointError(f"checkpoint {path}: entry 'rng_state' is not a usable RNG state ({error})") from error
-    metrics = _text(path, arrays, "metrics")
-    config = _text(path, arrays, "config")
-    if not isinstance(metrics, list) or not isinstance(config, dict):
-        raise CheckpointError(f"checkpoint {path}: entry 'metrics' must be a JSON list and 'config' a JSON object")
+    except (ValueError, TypeError, KeyError, OverflowError) as error:
+        archive.fail(f"entry 'rng_state' is not a usable RNG state ({type(error).__name__}: {error})")
+    metrics, config = archive.text("metrics"), archive.text("config")
+    if not isinstance(metrics, list) or not all(isinstance(record, dict) for record in metrics):
+        archive.fail(f"entry 'metrics' must be a JSON list of objects; got {json.dumps(metrics)[:200]}")
+    if not isinstance(config, dict):
+        archive.fail(f"entry 'config' must be a JSON object; got {json.dumps(config)[:200]}")
     return {
         "format_version": version,
-        "epoch": _integer(path, arrays, "epoch"),
+        "epoch": archive.integer("epoch"),
         "arch": arch,
         "params": _tree(arrays, "params"),
         "velocity": _tree(arrays, "velocity"),
@@ -207,6 +331,15 @@ def metrics_path(checkpoint_path):
     """Where the per-epoch metrics of a checkpoint live: run.npz -> run.metrics.jsonl."""
     root, extension = os.path.splitext(os.fspath(checkpoint_path))
     return (root if extension == ".npz" else os.fspath(checkpoint_path)) + ".metrics.jsonl"
+
+
+def is_metrics_file(path):
+    """True if `path` reads as a metrics file write_metrics wrote: UTF-8, one JSON object per line."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return all(isinstance(json.loads(line), dict) for line in file)
+    except (OSError, ValueError, RecursionError):
+        return False
 
 
 def write_metrics(path, metrics):

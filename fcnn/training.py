@@ -11,17 +11,55 @@ import numpy as np
 from fcnn.model import loss_and_grads, predict
 from fcnn.optim import momentum_step, sgd_step
 
+# The divergence rule (see divergence()): fastai's loss smoothing, and a threshold far above
+# what healthy runs reach and far below what exploding ones do (docs/faults.md has the figures).
+LOSS_SMOOTHING = 0.98
+DIVERGENCE_FACTOR = 10
+
 
 class TrainingDiverged(ValueError):
-    """The loss became inf or NaN: the learning rate (the value the user chose) is too high."""
+    """The loss exploded (inf, NaN, or far above a guess's; see divergence()): lr is too high.
 
-    def __init__(self, epoch, step, steps_per_epoch, loss, lr):
-        self.epoch, self.step, self.loss, self.lr = epoch, step, loss, lr
+    Attributes: epoch (from 0), step (from 1), steps (per epoch), loss, lr, and `reason`, the
+    finding without advice, for callers (such as the training script) that phrase their own.
+    """
+
+    def __init__(self, epoch, step, steps, loss, lr, reason):
+        self.epoch, self.step, self.steps, self.loss, self.lr, self.reason = epoch, step, steps, loss, lr, reason
         super().__init__(
-            f"training diverged: the loss is {loss} at epoch {epoch + 1}, step {step} of "
-            f"{steps_per_epoch} (this epoch's lr: {lr:g}). "
-            f"Try a lower --lr (a tenth, say), a lower --momentum or a larger --batch-size."
+            f"{self.finding()}. Try a lower lr (a tenth, say), a lower momentum or a larger batch_size."
         )
+
+    def finding(self):
+        """Where and why, without advice: 'training diverged at epoch 3, step 5 of 94: ...'."""
+        return (
+            f"training diverged at epoch {self.epoch + 1}, step {self.step} of {self.steps}: "
+            f"{self.reason} (this epoch's lr: {self.lr:g})"
+        )
+
+
+def smoothed_loss(previous, loss):
+    """One step of the moving average of step losses: s_k = 0.98 s_(k-1) + 0.02 loss_k (fastai's
+    smoothing). train_epoch starts every epoch at s_0 = ln(classes), the loss of a uniform guess."""
+    return LOSS_SMOOTHING * previous + (1 - LOSS_SMOOTHING) * loss
+
+
+def divergence(smoothed, loss, classes):
+    """Why training has diverged after a step of loss `loss`; None if it has not.
+
+    Diverged: the loss is inf or NaN, or the smoothed loss exceeds DIVERGENCE_FACTOR * ln(classes),
+    ten times the loss of a uniform guess (23 for 10 classes) - a fixed threshold on a smoothed
+    metric, as PyTorch Lightning's EarlyStopping(divergence_threshold=...) applies. Started at
+    ln(classes), the average moves by only 2 % of a lone spike, so the noise of per-sample SGD
+    cannot reach it, while an exploding loss (1e3 and up) crosses it within a step or a few.
+    """
+    if not math.isfinite(loss):
+        return f"the loss is {loss}"
+    threshold = DIVERGENCE_FACTOR * math.log(classes)
+    if smoothed > threshold:
+        return (f"the smoothed loss is {smoothed:.4g} (this step's: {loss:.4g}), above {threshold:.3g} "
+                f"= {DIVERGENCE_FACTOR} x ln({classes}), {DIVERGENCE_FACTOR} times a uniform guess's loss")
+    return None
 
 
 def batches(n, batch_size, rng):
@@ -56,17 +94,22 @@ def train_step(params, velocity, x, labels, arch, backend, lr, momentum):
     return new_params, new_velocity, loss, logits
 
 
+def all_finite(params):
+    return all(np.isfinite(array).all() for layer in params.values() for array in layer.values())
+
+
 def train_epoch(params, velocity, x, labels, arch, backend, *, lr, momentum, batch_size, rng,
                 epoch=0, on_step=None):
     """One pass over (x, labels) in a fresh shuffled order drawn from rng.
 
     x (N, 1, 28, 28) or (N, 28, 28) float, labels (N,) ints. on_step(step, steps, images, loss),
-    if given, is called after every step (step counted from 1).
+    if given, is called after every step (step counted from 1); it may raise to stop the epoch
+    between two steps.
     Returns (params, velocity, stats) with stats = {"train_loss": mean loss per image,
     "train_accuracy": fraction of images the network classified right just before it stepped
     on them, "step_losses": [loss of every step]}.
-    Raises TrainingDiverged if a loss is inf or NaN (the caller still holds the parameters it
-    passed in).
+    Raises TrainingDiverged when the loss explodes (the rule of divergence()) or the parameters are
+    not finite after the last step; the caller still holds the parameters it passed in.
     """
     if len(x) == 0 or len(x) != len(labels):
         raise ValueError(f"train_epoch: x and labels must hold the same number (> 0) of samples; "
@@ -75,19 +118,27 @@ def train_epoch(params, velocity, x, labels, arch, backend, *, lr, momentum, bat
     step_losses = []
     loss_sum = 0.0
     correct = 0
+    smoothed = None
     for step, indices in enumerate(order, start=1):
         # The loss is checked here, so NumPy's overflow warnings would only repeat it, noisily.
         with np.errstate(over="ignore", invalid="ignore"):
             params, velocity, loss, logits = train_step(
                 params, velocity, x[indices], labels[indices], arch, backend, lr, momentum
             )
-        if not math.isfinite(loss):
-            raise TrainingDiverged(epoch, step, len(order), loss, lr)
+        classes = logits.shape[1]
+        smoothed = smoothed_loss(math.log(classes) if smoothed is None else smoothed, loss)
+        reason = divergence(smoothed, loss, classes)
+        if reason:
+            raise TrainingDiverged(epoch, step, len(order), loss, lr, reason)
         step_losses.append(loss)
         loss_sum += loss * len(indices)
         correct += int((logits.argmax(axis=1) == labels[indices]).sum())
         if on_step is not None:
             on_step(step, len(order), len(indices), loss)
+    # A finite loss is computed before its step, so the last step's update is checked here.
+    if not all_finite(params) or not all_finite(velocity):
+        raise TrainingDiverged(epoch, len(order), len(order), step_losses[-1], lr,
+                               "the parameters are inf or NaN after the last step")
     stats = {"train_loss": loss_sum / len(x), "train_accuracy": correct / len(x), "step_losses": step_losses}
     return params, velocity, stats
 

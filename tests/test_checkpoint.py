@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fcnn
 from fcnn import checkpoint
@@ -242,3 +244,254 @@ def test_write_metrics_writes_one_json_object_per_line(tmp_path):
     path = tmp_path / "run.metrics.jsonl"
     write_metrics(path, records)
     assert [json.loads(line) for line in path.read_text().splitlines()] == records
+
+
+def test_refuses_nan_or_inf_weights_and_names_the_entry(tmp_path):
+    path = tmp_path / "run.npz"
+    write(path)
+
+    def poison(entries):
+        entries["params/dense1/w"] = entries["params/dense1/w"].copy()
+        entries["params/dense1/w"][3, 4] = np.nan
+        entries["params/dense1/w"][5, 6] = np.inf
+
+    rewrite(path, poison)
+    expect_refusal(path, "'params/dense1/w'", "2 inf or NaN")
+
+
+@pytest.mark.parametrize("key, text, fragment", [
+    ("config", "[1, 2]", "JSON object"),
+    ("config", '"lr=0.1"', "JSON object"),
+    ("metrics", '{"epoch": 1}', "list of objects"),
+    ("metrics", "[1, 2]", "list of objects"),
+    ("rng_state", "[]", "RNG state"),
+    ("rng_state", '{"bit_generator": "PCG64", "state": "oops"}', "RNG state"),
+    ("arch", '[{"type": "conv", "filters": "8", "kernel": 3}, {"type": "flatten"}, {"type": "dense", "units": 10}]', "'arch'"),
+    ("arch", '{"type": "dense"}', "'arch'"),
+    ("metrics", "[" * 100000 + "]" * 100000, "JSON"),
+])
+def test_refuses_json_entries_of_the_wrong_type(tmp_path, key, text, fragment):
+    path = tmp_path / "run.npz"
+    write(path)
+    rewrite(path, lambda entries: entries.update({key: np.array(text)}))
+    expect_refusal(path, repr(key) if key != "arch" else "", fragment)
+
+
+def test_refuses_a_compressed_entry(tmp_path):
+    path = tmp_path / "run.npz"
+    write(path)
+    with np.load(path) as archive:
+        entries = {key: archive[key] for key in archive.files}
+    np.savez_compressed(path, **entries)
+    expect_refusal(path, "compressed")
+
+
+def npy_bytes(array, header=None):
+    """An .npy file of `array`; with `header`, that header dict text in place of numpy's own."""
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    data = buffer.getvalue()
+    if header is None:
+        return data
+    length = int.from_bytes(data[8:10], "little")
+    text = header.encode("latin1")
+    text += b" " * (-(10 + len(text) + 1) % 64) + b"\n"
+    return data[:8] + len(text).to_bytes(2, "little") + text + data[10 + length:]
+
+
+def replace_member(path, key, content):
+    """Rewrite the .npz at path with the member `key`.npy holding `content` (bytes), as a valid zip."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    members[f"{key}.npy"] = content
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+@pytest.mark.parametrize("header, fragment", [
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': (1352, 1000000000000), }", "shape"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': (1352, 10, -1), }", "shape"),
+    ("{'descr': '>f4', 'fortran_order': False, 'shape': (1352, 10), }", "dtype"),
+    ("{'descr': '|O', 'fortran_order': False, 'shape': (1352, 10), }", "objects"),
+    ("{'descr': '<f4', 'fortran_order': True, 'shape': (1352, 10), }", "Fortran"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': (1352, 10), 'x': 1}", "corrupt"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': (1352, 10", "corrupt"),
+    ("{'descr': '<f4', 'fortran_order': False, 'shape': (1352, 20), }", "bytes of data"),
+])
+def test_refuses_a_malformed_npy_header_before_reading_the_data(tmp_path, header, fragment):
+    path = tmp_path / "run.npz"
+    write(path)
+    with np.load(path) as archive:
+        weights = archive["params/dense1/w"]
+    replace_member(path, "params/dense1/w", npy_bytes(weights, header))
+    expect_refusal(path, "'params/dense1/w'", fragment)
+
+
+def test_a_header_and_architecture_that_claim_petabytes_allocate_nothing(tmp_path):
+    # The architecture agrees with the header (dense1 of 10**11 units), so only the file's size
+    # can tell: the claim must be refused before any allocation.
+    import tracemalloc
+
+    path = tmp_path / "run.npz"
+    write(path)
+    huge = 10**11
+    arch = fcnn.resolve_arch("seed")
+    arch[-1]["units"] = huge
+    rewrite(path, lambda entries: entries.update({"arch": np.array(json.dumps(arch))}))
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': (1352, {huge}), }}"
+    with np.load(path) as archive:
+        weights = archive["params/dense1/w"]
+    replace_member(path, "params/dense1/w", npy_bytes(weights, header))
+    tracemalloc.start()
+    try:
+        expect_refusal(path, "'params/dense1/w'")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20
+
+
+def test_parameter_shapes_are_those_init_allocates():
+    arches = ["seed", "lenet5", [{"type": "conv", "filters": 3, "kernel": [2, 4], "stride": 2, "pad": 1},
+                                 {"type": "maxpool", "size": 3, "stride": 2}, {"type": "flatten"},
+                                 {"type": "dense", "units": 7}, {"type": "relu"}, {"type": "dense", "units": 10}]]
+    for arch in arches:
+        params = fcnn.init(arch, seed=0)
+        expected = {f"{group}/{layer}/{name}": array.shape
+                    for group in ("params", "velocity") for layer, arrays in params.items() for name, array in arrays.items()}
+        assert checkpoint.parameter_shapes(arch) == expected
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda params: params["dense1"].update(w=np.full_like(params["dense1"]["w"], np.nan)), "'params/dense1/w'"),
+    (lambda params: params["conv1"].update(b=params["conv1"]["b"].astype(np.float16)), "'params/conv1/b'"),
+    (lambda params: params["conv1"].update(w=np.zeros((8, 1, 5, 5), np.float32)), "'params/conv1/w'"),
+    (lambda params: params.pop("dense1"), "params/dense1/w"),
+])
+def test_save_refuses_what_load_would_refuse_and_writes_nothing(tmp_path, change, fragment):
+    params = fcnn.init("seed", seed=0)
+    change(params)
+    with pytest.raises(ValueError, match="save_checkpoint") as caught:
+        save_checkpoint(tmp_path / "run.npz", arch="seed", params=params, velocity=fcnn.zeros_like(fcnn.init("seed")),
+                        epoch=1, rng_state=np.random.default_rng(0).bit_generator.state)
+    assert fragment in str(caught.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_next_save_removes_the_temporary_files_of_killed_saves_and_nothing_else(tmp_path):
+    path = tmp_path / "run.npz"
+    leftovers = [tmp_path / ".run.npz.0123456789ab.tmp", tmp_path / ".run.npz.ffffffffffff.tmp"]
+    others = [tmp_path / ".other.npz.0123456789ab.tmp", tmp_path / ".run.npz.notes.tmp", tmp_path / "run.npz.tmp",
+              tmp_path / ".run.npz.0123456789ab.tmp.keep"]
+    for file in leftovers + others:
+        file.write_bytes(b"half a checkpoint")
+    write(path)
+    assert sorted(os.listdir(tmp_path)) == sorted([path.name] + [file.name for file in others])
+    assert load_checkpoint(path)["epoch"] == 2
+
+
+# Fuzzing: every mutated file is either refused with CheckpointError or loads exactly as the
+# original did; any other exception, or a silently different result, fails.
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """The bytes of a seed checkpoint, what loading them gives, and the byte ranges that hold
+    structure (zip headers, .npy headers, the central directory) rather than array data."""
+    import zipfile
+
+    path = tmp_path_factory.mktemp("fuzz") / "run.npz"
+    write(path)
+    data = path.read_bytes()
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+        directory_start = min(info.header_offset for info in infos) + sum(
+            30 + len(info.filename) + len(info.extra) + info.compress_size for info in infos)
+    structure = [(info.header_offset, info.header_offset + 30 + len(info.filename) + len(info.extra) + 128)
+                 for info in infos] + [(directory_start, len(data))]
+    return {"data": data, "loaded": load_checkpoint(path), "structure": structure, "dir": path.parent}
+
+
+def assert_refused_or_identical(pristine, mutated):
+    path = pristine["dir"] / "mutated.npz"
+    path.write_bytes(mutated)
+    try:
+        loaded = load_checkpoint(path)
+    except CheckpointError as error:
+        assert str(path) in str(error)
+        return
+    expected = pristine["loaded"]
+    assert loaded.keys() == expected.keys()
+    for key in ("format_version", "epoch", "arch", "rng_state", "metrics", "config"):
+        assert loaded[key] == expected[key], key
+    for group in ("params", "velocity"):
+        assert loaded[group].keys() == expected[group].keys()
+        for layer, arrays in expected[group].items():
+            for name, array in arrays.items():
+                assert loaded[group][layer][name].dtype == array.dtype
+                assert np.array_equal(loaded[group][layer][name], array), f"{group}/{layer}/{name}"
+
+
+@st.composite
+def offsets(draw, pristine):
+    """A byte offset: anywhere, or (more often) inside the file's structure."""
+    if draw(st.booleans()):
+        return draw(st.integers(0, len(pristine["data"]) - 1))
+    start, end = draw(st.sampled_from(pristine["structure"]))
+    return draw(st.integers(start, min(end, len(pristine["data"])) - 1))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_bit_flips_are_refused_or_harmless(pristine, data):
+    mutated = bytearray(pristine["data"])
+    for _ in range(data.draw(st.integers(1, 3))):
+        mutated[data.draw(offsets(pristine))] ^= 1 << data.draw(st.integers(0, 7))
+    assert_refused_or_identical(pristine, bytes(mutated))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_truncations_and_overwrites_are_refused_or_harmless(pristine, data):
+    original = pristine["data"]
+    if data.draw(st.booleans()):
+        mutated = original[:data.draw(st.integers(0, len(original) - 1))]
+    else:
+        start = data.draw(offsets(pristine))
+        mutated = original[:start] + data.draw(st.binary(min_size=1, max_size=16)) + original[start + 16:]
+    assert_refused_or_identical(pristine, mutated)
+
+
+HEADER_VALUES = {
+    "descr": st.sampled_from(["'<f4'", "'<f8'", "'>f4'", "'<i4'", "'|O'", "'<U5'", "'|V8'", "[('a', '<f4')]", "'<f4", "42"]),
+    "fortran_order": st.sampled_from(["False", "True", "0", "None"]),
+    "shape": st.one_of(
+        st.lists(st.integers(-2, 2000), max_size=4).map(lambda dims: "(" + "".join(f"{d}, " for d in dims) + ")"),
+        st.sampled_from(["(10**9,)", "(1000000000000000000000,)", "[8]", "()", "(1352 10)", "'x'"]),
+    ),
+}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_npy_header_edits_are_refused_or_harmless(pristine, data):
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(pristine["data"])) as archive:
+        names = [info.filename for info in archive.infolist()]
+        name = data.draw(st.sampled_from(names))
+        array = np.load(io.BytesIO(archive.read(name)))
+    fields = {"descr": repr(np.lib.format.dtype_to_descr(array.dtype)), "fortran_order": "False",
+              "shape": repr(array.shape)}
+    for field in data.draw(st.lists(st.sampled_from(sorted(HEADER_VALUES)), min_size=1, max_size=3, unique=True)):
+        fields[field] = data.draw(HEADER_VALUES[field])
+    header = "{" + "".join(f"'{field}': {value}, " for field, value in fields.items()) + "}"
+    path = pristine["dir"] / "edited.npz"
+    path.write_bytes(pristine["data"])
+    replace_member(path, name.removesuffix(".npy"), npy_bytes(array, header))
+    assert_refused_or_identical(pristine, path.read_bytes())

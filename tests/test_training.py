@@ -1,17 +1,23 @@
 """Tests of fcnn.training: shuffled batches, lr schedule, epochs against hand-written SGD,
 divergence detection, and an accuracy floor on real MNIST images."""
 
+import math
+
 import numpy as np
 import pytest
 
 import fcnn
-from fcnn.data import load_mnist, scale
-from fcnn.training import TrainingDiverged, batches, evaluate, learning_rate, train_epoch
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return load_mnist()
+from fcnn.data import scale
+from fcnn.training import (
+    DIVERGENCE_FACTOR,
+    TrainingDiverged,
+    batches,
+    divergence,
+    evaluate,
+    learning_rate,
+    smoothed_loss,
+    train_epoch,
+)
 
 
 @pytest.fixture(scope="module")
@@ -105,29 +111,90 @@ def test_train_epoch_calls_on_step_once_per_batch(small_mnist):
     assert [(step, steps, images) for step, steps, images, _ in calls] == [(1, 3, 40), (2, 3, 40), (3, 3, 16)]
 
 
-def test_huge_lr_raises_training_diverged_at_the_first_non_finite_step(small_mnist):
+def smoothed_by_hand(losses, classes=10):
+    """The documented moving average, written out: s_0 = ln K, s_k = 0.98 s_(k-1) + 0.02 loss_k."""
+    smoothed = [math.log(classes)]
+    for loss in losses:
+        smoothed.append(0.98 * smoothed[-1] + 0.02 * loss)
+    return smoothed[1:]
+
+
+def first_diverged_step(losses, classes=10):
+    """The step (from 1) at which the documented rule fires, by hand; None if it never does."""
+    for step, (loss, smoothed) in enumerate(zip(losses, smoothed_by_hand(losses, classes)), start=1):
+        if not math.isfinite(loss) or smoothed > DIVERGENCE_FACTOR * math.log(classes):
+            return step
+    return None
+
+
+@pytest.mark.parametrize("losses, fires_at", [
+    ([2.3] * 50, None),
+    ([2.3, 40.0, 2.0, 1.0], None),                             # an early spike of a noisy first step
+    ([2.3, 0.5, 0.2, 0.1, 0.05, 0.6, 0.02], None),
+    ([9.0] * 200, None),                                       # far worse than a guess, but not exploding
+    ([2.3, 2.2, 2.0, 2000.0], 4),                              # one exploding step is enough
+    ([2.3] + [100.0] * 20, 13),                                # a climb crosses it a few steps later
+    ([2.3, 2.2, float("nan")], 3),
+    ([2.3, float("inf")], 2),
+])
+def test_divergence_rule_fires_exactly_where_the_documented_formula_says(losses, fires_at):
+    assert first_diverged_step(losses) == fires_at
+    smoothed, fired = math.log(10), None
+    for step, loss in enumerate(losses, start=1):
+        smoothed = smoothed_loss(smoothed, loss)
+        if divergence(smoothed, loss, classes=10):
+            fired = step
+            break
+    assert fired == fires_at
+
+
+def test_healthy_noisy_per_sample_sgd_stays_far_below_the_divergence_threshold(mnist):
+    # Batch size 1 is the noisiest setting the script offers; lr 0.1 is ten times the README's.
+    x_train, y_train, _, _ = mnist
+    params = fcnn.init("seed", seed=0)
+    _, _, stats = train_epoch(
+        params, fcnn.zeros_like(params), scale(x_train[:600]), y_train[:600], "seed", "numpy",
+        lr=0.1, momentum=0.0, batch_size=1, rng=np.random.default_rng(0),
+    )
+    assert max(stats["step_losses"]) > 5, "per-sample losses should be noisy"
+    assert max(smoothed_by_hand(stats["step_losses"])) < DIVERGENCE_FACTOR * math.log(10) / 3
+
+
+def test_an_exploding_but_finite_loss_raises_training_diverged_at_the_step_the_rule_names(small_mnist):
     x, y = small_mnist
     params = fcnn.init("seed", seed=0)
-    # Find the first step whose loss is not finite by running the steps by hand.
+    # The steps by hand, with the rule applied to their losses.
     order = np.random.default_rng(5).permutation(len(x))
-    current, first_bad = params, None
+    current, losses = params, []
     with np.errstate(all="ignore"):
-        for step, start in enumerate(range(0, len(x), 16), start=1):
+        for start in range(0, len(x), 16):
             batch = order[start:start + 16]
             loss, grads, _ = fcnn.loss_and_grads(current, x[batch], y[batch], "seed", "numpy")
-            if not np.isfinite(loss):
-                first_bad = step
-                break
-            current = fcnn.sgd_step(current, grads, 1e20)
-    assert first_bad is not None, "lr 1e20 should overflow float32 within one epoch"
+            losses.append(loss)
+            current = fcnn.sgd_step(current, grads, 1e6)
+    expected = first_diverged_step(losses)
+    assert expected is not None and math.isfinite(losses[expected - 1]), "lr 1e6 should explode, finitely"
 
-    with pytest.raises(TrainingDiverged, match="--lr") as caught:
+    with pytest.raises(TrainingDiverged) as caught:
         train_epoch(
             params, fcnn.zeros_like(params), x, y, "seed", "numpy",
-            lr=1e20, momentum=0.0, batch_size=16, rng=np.random.default_rng(5), epoch=2,
+            lr=1e6, momentum=0.0, batch_size=16, rng=np.random.default_rng(5), epoch=2,
         )
-    assert caught.value.step == first_bad
-    assert f"epoch 3, step {first_bad} of 6" in str(caught.value)
+    assert caught.value.step == expected and caught.value.epoch == 2
+    message = str(caught.value)
+    assert f"epoch 3, step {expected} of 6" in message
+    # A library message names the Python arguments; the script translates them to its flags.
+    assert "lr" in message and "batch_size" in message and "--" not in message
+
+
+def test_parameters_that_overflow_on_the_last_step_raise_training_diverged(small_mnist):
+    # One step over all images: its loss is finite (computed before the update), the update is not.
+    x, y = small_mnist
+    params = fcnn.init("seed", seed=0)
+    with pytest.raises(TrainingDiverged, match="parameters are inf or NaN") as caught:
+        train_epoch(params, fcnn.zeros_like(params), x, y, "seed", "numpy",
+                    lr=1e300, momentum=0.0, batch_size=len(x), rng=np.random.default_rng(0))
+    assert math.isfinite(caught.value.loss)
 
 
 def test_evaluate_counts_the_images_predicted_right(small_mnist):
