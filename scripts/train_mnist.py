@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 import fcnn
-from fcnn._memory import keep_freed_memory
+from fcnn import keep_freed_memory
 from fcnn.checkpoint import (
     CheckpointError,
     generator_from_state,
@@ -552,6 +552,6 @@ def main(argv=None):
 
 if __name__ == "__main__":
     # Process-wide, so here and not in the library: steps reuse freed memory instead of
-    # faulting in fresh pages (fcnn/_memory.py says why).
+    # faulting in fresh pages (fcnn/memory.py says why).
     keep_freed_memory()
     sys.exit(main())
