@@ -276,11 +276,38 @@ def forward(params, x, arch, backend="numpy"):
     kernels = get_backend(backend)
     layer_list = _layers(arch)
     out = _fitted_images(params, x, layer_list)
+    fused = _fused_starts(layer_list, kernels)
     inputs = []
-    for name, spec, layer in layer_list:
+    position = 0
+    while position < len(layer_list):
+        name, spec, layer = layer_list[position]
+        if position in fused:
+            # conv -> relu -> maxpool in one call: the cache keeps the conv's input and output
+            # (the ReLU's input); the pool's input, relu(z), is never made.
+            pool = layer_list[position + 2][1]
+            pooled, z = kernels.conv2d_relu_maxpool2d_forward(
+                out, params[name]["w"], params[name]["b"], spec["stride"], spec["pad"], pool["size"], pool["stride"]
+            )
+            inputs += [out, z, None]
+            out = pooled
+            position += 3
+            continue
         inputs.append(out)
         out = layer.forward(kernels, spec, params.get(name), out)
+        position += 1
     return out, {"arch": [spec for _, spec, _ in layer_list], "backend": backend, "inputs": inputs}
+
+
+def _fused_starts(layer_list, kernels):
+    """Positions of the conv layers followed by relu and maxpool, where the backend fuses the three.
+
+    A backend that offers conv2d_relu_maxpool2d (tuned does) runs them as one layer: the same
+    numbers with fewer passes over memory. Elsewhere the set is empty and every layer runs alone.
+    """
+    if kernels.conv2d_relu_maxpool2d_forward is None:
+        return set()
+    types = [spec["type"] for _, spec, _ in layer_list]
+    return {p for p in range(len(types) - 2) if types[p:p + 3] == ["conv", "relu", "maxpool"]}
 
 
 @_one_blas_thread
@@ -302,14 +329,28 @@ def backward(params, cache, dlogits):
     if not isinstance(dlogits, np.ndarray) or dlogits.shape != logits_shape:
         got = dlogits.shape if isinstance(dlogits, np.ndarray) else type(dlogits).__name__
         raise ValueError(f"dlogits must be an array of the logits' shape {logits_shape}; got {got}")
+    fused = _fused_starts(layer_list, kernels)
     grads = {}
     dout = dlogits
-    for position in reversed(range(len(layer_list))):
+    position = len(layer_list) - 1
+    while position >= 0:
+        if position - 2 in fused:
+            # The fused conv -> relu -> maxpool of forward, backwards in one call, from x and z.
+            name, spec, _ = layer_list[position - 2]
+            pool = layer_list[position][1]
+            dout, dw, db = kernels.conv2d_relu_maxpool2d_backward(
+                dout, inputs[position - 2], inputs[position - 1], params[name]["w"], spec["stride"], spec["pad"],
+                pool["size"], pool["stride"], input_gradient=position - 2 > 0,
+            )
+            grads[name] = {"w": dw, "b": db}
+            position -= 3
+            continue
         name, spec, layer = layer_list[position]
         x = inputs[position]
         dout, layer_grads = layer.backward(kernels, spec, params.get(name), x, dout, need_dx=position > 0)
         if layer.param_shapes is not None:
             grads[name] = layer_grads
+        position -= 1
     return {name: grads[name] for name in params}
 
 

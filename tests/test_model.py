@@ -401,25 +401,71 @@ def test_backward_refuses_a_dlogits_or_cache_that_does_not_fit():
 
 
 class RecordingBackend:
-    """The numpy backend, noting the name of every kernel the model calls."""
+    """A backend from the registry, noting the name of every kernel the model calls (and its input_gradient)."""
 
-    def __init__(self):
+    def __init__(self, name):
         self.calls = []
-        self.kernels = fcnn.get_backend("numpy")
+        self.kernels = fcnn.get_backend(name)
 
     def __getattr__(self, name):
-        self.calls.append(name)
-        return getattr(self.kernels, name)
+        kernel = getattr(self.kernels, name)
+        if kernel is None:  # a fused layer this backend does not offer
+            return None
+
+        def recorded(*args, **kwargs):
+            self.calls.append(name if "input_gradient" not in kwargs else (name, kwargs["input_gradient"]))
+            return kernel(*args, **kwargs)
+
+        return recorded
 
 
 def test_the_first_conv_layer_computes_no_input_gradient(monkeypatch):
-    backend = RecordingBackend()
+    backend = RecordingBackend("numpy")
     monkeypatch.setattr(fcnn.model, "get_backend", lambda name: backend)
     params = fcnn.init("lenet5", seed=0)
     x, labels = mnist_like(2, dtype=np.float32)
     fcnn.loss_and_grads(params, x, labels, "lenet5", "numpy")
     assert backend.calls == ["conv2d_forward", "maxpool2d_forward", "conv2d_forward", "maxpool2d_forward",
                              "maxpool2d_backward", "conv2d_backward", "maxpool2d_backward", "conv2d_backward_weights"]
+
+
+def test_a_backend_with_a_fused_layer_runs_each_conv_relu_maxpool_as_one(monkeypatch):
+    backend = RecordingBackend("tuned")
+    monkeypatch.setattr(fcnn.model, "get_backend", lambda name: backend)
+    params = fcnn.init("lenet5", seed=0, dtype="float64")
+    x, labels = mnist_like(2, dtype=np.float64)
+    loss, grads, _ = fcnn.loss_and_grads(params, x, labels, "lenet5", "tuned")
+    assert backend.calls == [
+        "conv2d_relu_maxpool2d_forward", "conv2d_relu_maxpool2d_forward",
+        ("conv2d_relu_maxpool2d_backward", True), ("conv2d_relu_maxpool2d_backward", False),
+    ]
+    # The same numbers as the layers run one by one.
+    expected_loss, expected, _ = fcnn.loss_and_grads(params, x, labels, "lenet5", "loop")
+    assert loss == pytest.approx(expected_loss, rel=1e-12)
+    for name in params:
+        for key in params[name]:
+            np.testing.assert_allclose(grads[name][key], expected[name][key], rtol=1e-9, atol=1e-12)
+
+
+def test_fused_layers_follow_any_conv_relu_maxpool_run_and_only_those():
+    arch = [{"type": "conv", "filters": 3, "kernel": [3, 2], "stride": 2, "pad": 1},
+            {"type": "relu"},
+            {"type": "maxpool", "size": 3, "stride": 2},
+            {"type": "conv", "filters": 4, "kernel": 2},
+            {"type": "relu"},
+            {"type": "flatten"},
+            {"type": "dense", "units": 5}]
+    params = fcnn.init(arch, seed=1, dtype="float64", input_shape=(2, 12, 11))
+    x = np.random.default_rng(2).standard_normal((3, 2, 12, 11))
+    labels = np.array([0, 4, 2])
+    _, cache = fcnn.forward(params, x, arch, "tuned")
+    assert [a is None for a in cache["inputs"]] == [False, False, True, False, False, False, False]
+    loss, grads, _ = fcnn.loss_and_grads(params, x, labels, arch, "tuned")
+    expected_loss, expected, _ = fcnn.loss_and_grads(params, x, labels, arch, "loop")
+    assert loss == pytest.approx(expected_loss, rel=1e-12)
+    for name in params:
+        for key in params[name]:
+            np.testing.assert_allclose(grads[name][key], expected[name][key], rtol=1e-9, atol=1e-12)
 
 
 def test_a_new_layer_type_is_one_unit_in_layer_types(monkeypatch):

@@ -34,7 +34,12 @@ class BackendUnavailableError(ValueError):
 class Backend:
     """The kernels of one backend, each checking its arguments before it runs.
 
-    conv2d_backward_weights is conv2d_backward without dx: all a first layer needs.
+    conv2d_backward_weights is conv2d_backward without dx: all a first layer needs. A backend
+    may also offer conv2d -> ReLU -> maxpool2d as one fused layer (tuned does; None elsewhere):
+        conv2d_relu_maxpool2d_forward(x, w, b, stride, pad, size, pool_stride) -> (out, z),
+            z = conv2d_forward(x, w, b, stride, pad), out = maxpool2d_forward(relu(z), size, pool_stride)
+        conv2d_relu_maxpool2d_backward(dout, x, z, w, stride, pad, size, pool_stride, input_gradient)
+            -> (dx, dw, db), dx None when input_gradient is False
     """
 
     name: str
@@ -43,6 +48,8 @@ class Backend:
     conv2d_backward_weights: Callable
     maxpool2d_forward: Callable
     maxpool2d_backward: Callable
+    conv2d_relu_maxpool2d_forward: Callable | None = None
+    conv2d_relu_maxpool2d_backward: Callable | None = None
 
 
 def _contiguous(*arrays):
@@ -94,7 +101,22 @@ def _checked(kernels, name):
             return maxpool2d_backward_2x2(*_contiguous(dout, x))
         return kernels.maxpool2d_backward(*_contiguous(dout, x), int(size), int(stride))
 
-    functions = (conv2d_forward, conv2d_backward, conv2d_backward_weights, maxpool2d_forward, maxpool2d_backward)
+    def conv2d_relu_maxpool2d_forward(x, w, b, stride=1, pad=0, size=2, pool_stride=None):
+        contract.check_conv2d_relu_maxpool2d_forward(x, w, b, stride, pad, size, pool_stride)
+        return kernels.conv2d_relu_maxpool2d_forward(
+            *_contiguous(x, w, b), int(stride), int(pad), int(size), None if pool_stride is None else int(pool_stride)
+        )
+
+    def conv2d_relu_maxpool2d_backward(dout, x, z, w, stride=1, pad=0, size=2, pool_stride=None, input_gradient=True):
+        contract.check_conv2d_relu_maxpool2d_backward(dout, x, z, w, stride, pad, size, pool_stride)
+        return kernels.conv2d_relu_maxpool2d_backward(
+            *_contiguous(dout, x, z, w), int(stride), int(pad), int(size),
+            None if pool_stride is None else int(pool_stride), bool(input_gradient),
+        )
+
+    functions = [conv2d_forward, conv2d_backward, conv2d_backward_weights, maxpool2d_forward, maxpool2d_backward]
+    if hasattr(kernels, "conv2d_relu_maxpool2d_forward"):
+        functions += [conv2d_relu_maxpool2d_forward, conv2d_relu_maxpool2d_backward]
     for function in functions:
         function.__doc__ = getattr(kernels, function.__name__).__doc__
     return Backend(name, *functions)

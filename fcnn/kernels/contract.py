@@ -95,3 +95,35 @@ def check_maxpool2d_forward(x, size, stride):
 def check_maxpool2d_backward(dout, x, size, stride):
     out_shape = maxpool2d_output_shape("maxpool2d_backward", x, size, stride)
     check_dout("maxpool2d_backward", dout, out_shape, x.dtype)
+
+
+def check_conv2d_relu_maxpool2d_forward(x, w, b, stride, pad, size, pool_stride):
+    """Check a fused conv2d -> ReLU -> maxpool2d; return (conv output shape, pooled shape)."""
+    kernel = "conv2d_relu_maxpool2d_forward"
+    z_shape = conv2d_output_shape(kernel, x, w, stride, pad)
+    check_array(kernel, "b", b, 1, x.dtype)
+    if b.shape != (w.shape[0],):
+        raise ValueError(f"{kernel}: b must have shape ({w.shape[0]},); got {b.shape}")
+    return z_shape, _pooled_shape(kernel, z_shape, size, pool_stride)
+
+
+def check_conv2d_relu_maxpool2d_backward(dout, x, z, w, stride, pad, size, pool_stride):
+    """Check the backward of the fused layer: z is its convolution's output, dout its pooled gradient."""
+    kernel = "conv2d_relu_maxpool2d_backward"
+    z_shape = conv2d_output_shape(kernel, x, w, stride, pad)
+    check_array(kernel, "z", z, 4, x.dtype)
+    if z.shape != z_shape:
+        raise ValueError(f"{kernel}: z must have the convolution's output shape {z_shape}; got {z.shape}")
+    check_dout(kernel, dout, _pooled_shape(kernel, z_shape, size, pool_stride), x.dtype)
+
+
+def _pooled_shape(kernel, shape, size, stride):
+    """The shape (N, C, H', W') of a maxpool2d over images of `shape`, once size and stride are checked."""
+    check_int(kernel, "size", size, 1)
+    if stride is not None:
+        check_int(kernel, "pool_stride", stride, 1)
+    N, C, H, W = shape
+    if size > H or size > W:
+        raise ValueError(f"{kernel}: size {size} (a {size}x{size} window) must fit in the convolution's {H}x{W} output")
+    stride = size if stride is None else stride
+    return (N, C, output_size(H, size, stride, 0), output_size(W, size, stride, 0))
