@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fcnn.kernels import loop
-from fcnn.kernels.tuned import conv2d_forward as tuned
+from fcnn.kernels.tuned import conv_forward as tuned
 from fcnn.ladder import RUNGS
 
 # (N, C, H, W, F, KH, KW, stride, pad)
@@ -118,7 +118,7 @@ def test_tuned_kernel_loads_from_the_disk_cache_in_a_second_process(tmp_path):
     script = (
         "import numpy as np\n"
         "from fcnn.kernels import loop\n"
-        "from fcnn.kernels.tuned.conv2d_forward import conv2d_forward\n"
+        "from fcnn.kernels.tuned.conv_forward import conv2d_forward\n"
         "x = np.arange(2 * 3 * 6 * 6, dtype=np.float32).reshape(2, 3, 6, 6) % 7\n"
         "w = np.ones((4, 3, 3, 3), np.float32); b = np.zeros(4, np.float32)\n"
         "assert np.array_equal(conv2d_forward(x, w, b, 1, 1), loop.conv2d_forward(x, w, b, 1, 1))\n"

@@ -2,7 +2,7 @@
 
 Every rung has the kernel contract's signature and gives loop.py's numbers: stride-1 rungs hand
 other strides to the numba backend's compiled loop. docs/ladder.md has each rung's figures;
-the last rung is fcnn.kernels.tuned.conv2d_forward itself.
+the last rung is fcnn.kernels.tuned.conv_forward.conv2d_forward itself.
 """
 
 import functools
@@ -11,8 +11,8 @@ import numba
 import numpy as np
 
 from fcnn.kernels import numba as compiled_loops
-from fcnn.kernels.tuned.conv2d_forward import compile_variant
-from fcnn.kernels.tuned.conv2d_forward import conv2d_forward as two_filters
+from fcnn.kernels.tuned.conv_forward import compile_variant
+from fcnn.kernels.tuned.conv_forward import conv2d_forward as two_filters
 
 # Every compiled rung: numba.prange runs the batch on both cores; fastmath={"contract"} lets
 # `a += w * x` be one fused multiply-add (as the numba backend compiles loop.py); no
@@ -264,7 +264,7 @@ def four_filters(x, w, b, stride=1, pad=0):
 
 
 # The ladder in order, as (name, function). The last rung is the tuned kernel itself: rung 5
-# with two filters per pass instead of four (fcnn.kernels.tuned.conv2d_forward).
+# with two filters per pass instead of four (fcnn.kernels.tuned.conv_forward).
 RUNGS = (
     ("compiled as is", compiled_as_is),
     ("stride constant", stride_constant),

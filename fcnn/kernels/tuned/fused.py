@@ -11,14 +11,14 @@ tuned kernels in sequence.
 import numba
 import numpy as np
 
-from fcnn.kernels.tuned.conv2d_backward import (
+from fcnn.kernels.tuned.conv_backward import (
     conv2d_backward,
     conv2d_backward_weights,
     input_gradient_from_wide,
     weight_gradient_from_wide,
     wide_layout,
 )
-from fcnn.kernels.tuned.conv2d_forward import conv2d_forward
+from fcnn.kernels.tuned.conv_forward import conv2d_forward
 from fcnn.kernels.tuned.maxpool2d import maxpool2d_backward
 
 
