@@ -96,7 +96,7 @@ def assert_refused_before_training(result, *fragments):
     # The loop backend is the readable reference, not a fast one: a tiny subset only.
     ("seed", "loop", ["--train-limit", "8", "--test-limit", "4"]),
 ])
-def test_one_epoch_runs_and_writes_checkpoint_and_metrics(run, tmp_path, arch, backend, limits):
+def test_one_epoch_runs_and_writes_checkpoint_and_metrics(script, run, tmp_path, arch, backend, limits):
     save = tmp_path / "run.npz"
     status, out, err = run("--arch", arch, "--backend", backend, *limits, "--epochs", "1", "--save", save)
     assert status == 0, err
@@ -108,7 +108,7 @@ def test_one_epoch_runs_and_writes_checkpoint_and_metrics(run, tmp_path, arch, b
     assert set(records[0]) == {"epoch", "lr", "train_loss", "train_accuracy", "test_accuracy", "seconds",
                                "images_per_second", "step_losses"}
     assert 0 <= records[0]["test_accuracy"] <= 1
-    batch = 32 if arch == "seed" else 64
+    batch = script.ARCH_DEFAULTS[arch]["batch_size"]
     assert len(records[0]["step_losses"]) == -(-int(limits[1]) // batch)
 
 
