@@ -52,7 +52,7 @@ def run(benchmark, backend, kernel, args, images, flops_per_image):
     """Warm up (numba compiles on the first call), then time kernel(*args) with one BLAS thread.
 
     One BLAS thread is how fcnn.model runs the kernels: with two, the numpy backend's lenet5
-    conv1 backward took 15 ms instead of 3 ms on an idle 2-core machine.
+    conv1 backward was several times slower (docs/performance.md).
     """
     with threadpool_limits(limits=1, user_api="blas"):
         kernel(*args)

@@ -71,7 +71,7 @@ def test_ladder_torch(benchmark, rng, case):
 
     # PyTorch gets the cores numba gets (both default to one thread per core). Only set when they
     # differ: here torch.set_num_threads, even to its current value, once numba's OpenMP threads
-    # existed, made the two OpenMP pools fight: PyTorch's medians went from 8 us to 750 us per image.
+    # existed, made the two OpenMP pools fight and PyTorch's medians 100 times slower (docs/performance.md).
     threads_before = torch.get_num_threads()
     if threads_before != numba.get_num_threads():
         torch.set_num_threads(numba.get_num_threads())

@@ -11,7 +11,7 @@ from fcnn.training import train_step
 
 # The batch each preset trains with (PyTorch reference figures in docs/performance.md use the same).
 PRESET_BATCH = {"seed": 32, "lenet5": 64}
-# The pure-Python reference takes ~0.1 s per image per conv: a couple of images is enough to time it.
+# The pure-Python reference takes tens to hundreds of ms per image per conv: a couple of images is enough to time it.
 LOOP_BATCH = 2
 
 

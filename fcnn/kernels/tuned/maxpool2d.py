@@ -1,7 +1,8 @@
 """maxpool2d in the tuned backend: the numba backend's compiled loops, with its 2x2 fast paths.
 
 Tried and dropped: a 2x2 backward that writes every dx element once (the gradient or a zero,
-by flags and selects) ran 2-3x slower than numba.py's zero-then-add loop on the presets' pools.
+by flags and selects) was slower than numba.py's zero-then-add loop on the presets' pools
+(docs/performance.md has the figures).
 """
 
 from fcnn.kernels import numba as compiled_loops
