@@ -17,7 +17,7 @@ import zipfile
 
 import numpy as np
 
-from fcnn.model import MNIST_SHAPE, layer_names, output_shapes, resolve_arch
+from fcnn.model import param_shapes, resolve_arch
 
 FORMAT_VERSION = 1
 # JSON text entries beside the arrays; "config" holds the training settings (lr, batch size, ...).
@@ -84,14 +84,7 @@ def parameter_shapes(arch):
 
     Raises ValueError for an architecture whose layers do not fit together.
     """
-    specs = resolve_arch(arch)
-    inputs = [MNIST_SHAPE, *output_shapes(specs)]
-    shapes = {}
-    for name, spec, shape_in, shape_out in zip(layer_names(specs), specs, inputs, inputs[1:]):
-        if spec["type"] == "conv":
-            shapes[name] = {"w": (shape_out[0], shape_in[0], *spec["kernel"]), "b": (shape_out[0],)}
-        elif spec["type"] == "dense":
-            shapes[name] = {"w": (shape_in[0], shape_out[0]), "b": (shape_out[0],)}
+    shapes = param_shapes(arch)
     return {
         f"{group}/{layer}/{name}": tuple(shape)
         for group in ARRAY_GROUPS
