@@ -11,6 +11,13 @@ import numpy as np
 from fcnn.model import loss_and_grads, predict
 from fcnn.optim import momentum_step, sgd_step
 
+# The settings each preset trains well with: the training script's defaults, and the workloads
+# the benchmarks time (one source, so the benchmarks time what users run; see the README).
+ARCH_DEFAULTS = {
+    "seed": {"epochs": 5, "batch_size": 32, "lr": 0.2, "momentum": 0.0, "lr_decay": 0.6},
+    "lenet5": {"epochs": 8, "batch_size": 32, "lr": 0.02, "momentum": 0.9, "lr_decay": 0.8},
+}
+
 # The divergence rule (see divergence()): fastai's loss smoothing, and a threshold far above
 # what healthy runs reach and far below what exploding ones do (docs/faults.md has the figures).
 LOSS_SMOOTHING = 0.98

@@ -31,13 +31,8 @@ from fcnn.checkpoint import (
 )
 from fcnn.data import load_mnist, scale
 from fcnn.kernels import BACKENDS, BackendUnavailableError
-from fcnn.training import TrainingDiverged, evaluate, learning_rate, train_epoch
+from fcnn.training import ARCH_DEFAULTS, TrainingDiverged, evaluate, learning_rate, train_epoch
 
-# Settings each architecture trains well with (see the README).
-ARCH_DEFAULTS = {
-    "seed": {"epochs": 5, "batch_size": 32, "lr": 0.2, "momentum": 0.0, "lr_decay": 0.6},
-    "lenet5": {"epochs": 8, "batch_size": 32, "lr": 0.02, "momentum": 0.9, "lr_decay": 0.8},
-}
 # The settings a checkpoint remembers, so that --resume continues the run it was written by.
 RUN_SETTINGS = ("arch", "backend", "batch_size", "lr", "momentum", "lr_decay", "seed", "data", "train_limit", "test_limit")
 # Every numeric setting: its type, its valid range, and how a message says that range. The

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.signal import correlate2d
 
-from fcnn.exercises.gradcheck import numerical_gradient, relative_error
+from fcnn.gradcheck import numerical_gradient, relative_error
 from fcnn.kernels import BACKENDS as REGISTRY
 from fcnn.kernels import BackendUnavailableError, available_backends, get_backend, loop
 
@@ -275,7 +275,7 @@ def test_kernels_accept_non_contiguous_views():
 
 @needs_numba
 def test_numba_backend_compiles_the_loop_source_itself():
-    from fcnn.kernels import numba as compiled
+    from fcnn.kernels import compiled_loop as compiled
 
     kernels = ("conv2d_forward", "conv2d_backward_weights", "conv2d_backward_input",
                "maxpool2d_forward", "maxpool2d_backward")
@@ -289,7 +289,7 @@ def test_numba_backend_compiles_the_loop_source_itself():
 
 @needs_numba
 def test_numba_fast_paths_inline_the_loop_source_itself():
-    from fcnn.kernels import numba as compiled
+    from fcnn.kernels import compiled_loop as compiled
 
     fast_paths = {"conv2d_forward_stride1": "conv2d_forward",
                   "conv2d_backward_weights_stride1": "conv2d_backward_weights",
@@ -334,7 +334,7 @@ def test_numba_cache_written_from_cached_kernels_loads_in_the_next_process(tmp_p
 def test_numba_cache_names_carry_the_compile_options_and_their_values():
     # numba's disk cache keys on the function's name, not on its options: a kernel compiled
     # with other options must never load this one's cached code.
-    from fcnn.kernels import numba as compiled
+    from fcnn.kernels import compiled_loop as compiled
 
     variants = [{}, {"parallel": True}, {"parallel": True, "fastmath": True}, {"parallel": True, "fastmath": {"contract"}}]
     names = {compiled._compile(loop.maxpool2d_forward, compiled._namespace, **options).py_func.__qualname__

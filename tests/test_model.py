@@ -10,7 +10,7 @@ from scipy.special import log_softmax
 import fcnn
 from fcnn import layers
 from fcnn.model import output_shapes
-from fcnn.exercises.gradcheck import numerical_gradient, relative_error
+from fcnn.gradcheck import numerical_gradient, relative_error
 
 # Every backend of the registry that runs here; the loop backend is too slow for the presets.
 BACKENDS = fcnn.available_backends()

@@ -10,7 +10,7 @@ import fcnn
 from fcnn import layers
 from fcnn.kernels import get_backend
 from fcnn.kernels.tuned import fused
-from fcnn.exercises.gradcheck import numerical_gradient, relative_error
+from fcnn.gradcheck import numerical_gradient, relative_error
 
 GRAD_TOLERANCE = 1e-6
 # Sums reordered into SIMD lanes differ from loop.py's order by float rounding only.

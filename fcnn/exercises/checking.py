@@ -20,7 +20,7 @@ from fcnn.exercises.learner_file import format_traceback
 RTOL_FLOAT64, ATOL_FLOAT64 = 1e-7, 1e-9
 # float32 keeps ~7 digits and a reordered sum of a hundred terms loses up to ~1e-5 of its scale.
 RTOL_FLOAT32, ATOL_FLOAT32 = 1e-4, 1e-5
-# Central differences carry ~1e-9 of rounding error (see gradcheck.EPS); 1e-6 sits well above
+# Central differences carry ~1e-9 of rounding error (see fcnn.gradcheck.EPS); 1e-6 sits well above
 # that and far below a wrong gradient.
 RTOL_GRADCHECK, ATOL_GRADCHECK = 1e-6, 1e-6
 

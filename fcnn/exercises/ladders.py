@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from fcnn import layers, losses
-from fcnn.exercises.gradcheck import numerical_gradient
+from fcnn.gradcheck import numerical_gradient
 from fcnn.kernels import loop
 
 

@@ -19,7 +19,7 @@ from fcnn.kernels import contract
 BACKENDS = {
     "loop": "fcnn.kernels.loop",
     "numpy": "fcnn.kernels.vectorized",
-    "numba": "fcnn.kernels.numba",
+    "numba": "fcnn.kernels.compiled_loop",
     "tuned": "fcnn.kernels.tuned",
 }
 # The backends from fastest to slowest on the presets: default_backend() picks the first that runs here.
@@ -60,7 +60,7 @@ def _contiguous(*arrays):
 def _checked(kernels, name):
     """The Backend whose functions validate their arguments, then call `kernels`.
 
-    A backend module may also offer fast paths for the presets' shapes (numba.py does):
+    A backend module may also offer fast paths for the presets' shapes (compiled_loop.py does):
     conv2d_*_stride1 for stride 1 and maxpool2d_*_2x2 for 2x2 windows of stride 2.
     """
     conv2d_forward_stride1 = getattr(kernels, "conv2d_forward_stride1", None)

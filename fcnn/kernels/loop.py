@@ -12,7 +12,7 @@ along a row of the image.
 import numpy as np
 
 # `prange` marks a loop whose iterations are independent: each writes its own part of
-# the output and nothing else. Here it is plain `range`; fcnn.kernels.numba compiles
+# the output and nothing else. Here it is plain `range`; fcnn.kernels.compiled_loop compiles
 # these functions with numba.prange in its place, which runs those loops in parallel.
 prange = range
 

@@ -10,7 +10,7 @@ import functools
 import numba
 import numpy as np
 
-from fcnn.kernels import numba as compiled_loops
+from fcnn.kernels import compiled_loop
 from fcnn.kernels.tuned.conv_forward import compile_variant
 from fcnn.kernels.tuned.conv_forward import conv2d_forward as two_filters
 
@@ -26,7 +26,7 @@ def compiled_as_is(x, w, b, stride=1, pad=0):
     The output column j is innermost: the loop LLVM vectorises is one output row, W' long. With
     the stride a run-time value, `j*stride + kj` may jump, so the row is gathered, not loaded.
     """
-    return compiled_loops.conv2d_forward(x, w, b, stride, pad)
+    return compiled_loop.conv2d_forward(x, w, b, stride, pad)
 
 
 def stride_constant(x, w, b, stride=1, pad=0):
@@ -38,7 +38,7 @@ def stride_constant(x, w, b, stride=1, pad=0):
     """
     if stride != 1:
         return compiled_as_is(x, w, b, stride, pad)
-    return compiled_loops.conv2d_forward_stride1(x, w, b, pad)
+    return compiled_loop.conv2d_forward_stride1(x, w, b, pad)
 
 
 def _wide_rows_kernel(x, w, b, pad):

@@ -13,7 +13,7 @@ Other strides go to the numba backend's compiled loops (the same numbers, slower
 import numba
 import numpy as np
 
-from fcnn.kernels import numba as compiled_loops
+from fcnn.kernels import compiled_loop
 
 TAPS_PER_BLOCK = 5  # the 5 tap offsets spelled out in the kernels below: 5x5 and 3x3 kernels fit it well
 
@@ -72,7 +72,7 @@ def _padded_flat(x, pad):
 
 
 # fastmath lets each sum be split into SIMD lanes (reordered: the same value up to float
-# rounding, as in numba.py's weight gradient); error_model="numpy" drops the division-by-zero
+# rounding, as in compiled_loop.py's weight gradient); error_model="numpy" drops the division-by-zero
 # checks from the index arithmetic. Every array is sliced into views indexed from 0, so no
 # index can be negative and the loops need no wrap-around test (a branch that blocks SIMD).
 @numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
@@ -223,7 +223,7 @@ def conv2d_backward_weights(dout, x, w, stride=1, pad=0):
     dout (N, F, H', W'), x (N, C, H, W), w (F, C, KH, KW) -> dw (F, C, KH, KW), db (F,)
     """
     if stride != 1:
-        return compiled_loops.conv2d_backward_weights(dout, x, w, stride, pad)
+        return compiled_loop.conv2d_backward_weights(dout, x, w, stride, pad)
     row_pitch, lead, plane = wide_layout(x.shape, w.shape, pad, input_gradient=False)
     dout_wide, sums = _wide_rows(dout, row_pitch, lead, plane)
     return weight_gradient_from_wide(dout_wide, sums, lead, x, w, pad)
@@ -236,7 +236,7 @@ def conv2d_backward(dout, x, w, stride=1, pad=0):
     dout (N, F, H', W'), x (N, C, H, W), w (F, C, KH, KW) -> dx (N, C, H, W), dw (F, C, KH, KW), db (F,)
     """
     if stride != 1:
-        return compiled_loops.conv2d_backward(dout, x, w, stride, pad)
+        return compiled_loop.conv2d_backward(dout, x, w, stride, pad)
     row_pitch, lead, plane = wide_layout(x.shape, w.shape, pad, input_gradient=True)
     dout_wide, sums = _wide_rows(dout, row_pitch, lead, plane)
     dw, db = weight_gradient_from_wide(dout_wide, sums, lead, x, w, pad)

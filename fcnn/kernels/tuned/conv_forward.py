@@ -13,7 +13,7 @@ import functools
 import numba
 import numpy as np
 
-from fcnn.kernels import numba as compiled_loops
+from fcnn.kernels import compiled_loop
 
 
 def compile_variant(kernel, name, **options):
@@ -37,7 +37,7 @@ def conv2d_forward(x, w, b, stride=1, pad=0):
     C-contiguous arrays of one float dtype; stride and pad ints (the registry sees to that).
     """
     if stride != 1:
-        return compiled_loops.conv2d_forward(x, w, b, stride, pad)
+        return compiled_loop.conv2d_forward(x, w, b, stride, pad)
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
     return stride1_kernel(C, H, W, F, KH, KW, pad)(x, w, b)

@@ -45,7 +45,7 @@ def _relu_maxpool2d(z, size, stride):
 
 
 # Compiled twice: with size and stride constants for the presets' 2x2 pools (so the window
-# loops unroll and the row vectorises, as numba.py's fast paths), and for any other window.
+# loops unroll and the row vectorises, as compiled_loop.py's fast paths), and for any other window.
 @numba.njit(parallel=True, error_model="numpy", cache=True)
 def _relu_maxpool2d_2x2(z):
     return _relu_maxpool2d(z, 2, 2)

@@ -1,11 +1,11 @@
 """maxpool2d in the tuned backend: the numba backend's compiled loops, with its 2x2 fast paths.
 
 Tried and dropped: a 2x2 backward that writes every dx element once (the gradient or a zero,
-by flags and selects) was slower than numba.py's zero-then-add loop on the presets' pools
+by flags and selects) was slower than compiled_loop.py's zero-then-add loop on the presets' pools
 (docs/performance.md has the figures).
 """
 
-from fcnn.kernels import numba as compiled_loops
+from fcnn.kernels import compiled_loop
 
 
 def maxpool2d_forward(x, size=2, stride=None):
@@ -15,8 +15,8 @@ def maxpool2d_forward(x, size=2, stride=None):
     """
     stride = size if stride is None else stride
     if size == stride == 2:
-        return compiled_loops.maxpool2d_forward_2x2(x)
-    return compiled_loops.maxpool2d_forward(x, size, stride)
+        return compiled_loop.maxpool2d_forward_2x2(x)
+    return compiled_loop.maxpool2d_forward(x, size, stride)
 
 
 def maxpool2d_backward(dout, x, size=2, stride=None):
@@ -26,5 +26,5 @@ def maxpool2d_backward(dout, x, size=2, stride=None):
     """
     stride = size if stride is None else stride
     if size == stride == 2:
-        return compiled_loops.maxpool2d_backward_2x2(dout, x)
-    return compiled_loops.maxpool2d_backward(dout, x, size, stride)
+        return compiled_loop.maxpool2d_backward_2x2(dout, x)
+    return compiled_loop.maxpool2d_backward(dout, x, size, stride)

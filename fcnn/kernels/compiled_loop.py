@@ -1,4 +1,4 @@
-"""The loop kernels of fcnn.kernels.loop, compiled to machine code by numba.
+"""The numba backend: the loop kernels of fcnn.kernels.loop, compiled to machine code by numba.
 
 One source: nothing here re-implements a kernel. Each function of loop.py is compiled with
 `numba.prange` in place of its `prange`, so the loops marked there run in parallel, and

@@ -1,0 +1,52 @@
+"""Parameter trees: nested dicts whose leaves are arrays, walked in one place.
+
+Params, gradients, optimiser moments and model state are all trees such as
+{"conv1": {"w": ..., "b": ...}, "batchnorm1": {"gamma": ..., "beta": ...}}: a layer's arrays
+may have any names. Optimisers, checkpoints and checks walk them with these helpers, so a new
+kind of parameter needs no change anywhere else.
+"""
+
+
+def tree_paths(tree, prefix=()):
+    """Every (path, leaf) of `tree` in insertion order; path is the tuple of keys, ("conv1", "w")."""
+    if isinstance(tree, dict):
+        for key, subtree in tree.items():
+            yield from tree_paths(subtree, (*prefix, key))
+    else:
+        yield prefix, tree
+
+
+def tree_structure(tree):
+    """The tree with each leaf replaced by None: two trees fit together when these are equal."""
+    if isinstance(tree, dict):
+        return {key: tree_structure(subtree) for key, subtree in tree.items()}
+    return None
+
+
+def tree_map(function, tree, *others):
+    """A new tree of function(leaf, *other_leaves) at every leaf of `tree`; `others` share its structure.
+
+    Raises ValueError if one of `others` has another structure (keys missing or extra).
+    """
+    for position, other in enumerate(others):
+        if tree_structure(other) != tree_structure(tree):
+            raise ValueError(
+                f"tree {position + 1} must have the structure of the first, "
+                f"{describe_structure(tree)}; got {describe_structure(other)}"
+            )
+    return _map(function, tree, others)
+
+
+def _map(function, tree, others):
+    if isinstance(tree, dict):
+        return {key: _map(function, subtree, [other[key] for other in others]) for key, subtree in tree.items()}
+    return function(tree, *others)
+
+
+def describe_structure(tree):
+    """A short text of a tree's keys, for messages: {'conv1': ['b', 'w'], 'dense1': ['b', 'w']}."""
+    if not isinstance(tree, dict):
+        return type(tree).__name__
+    if all(not isinstance(subtree, dict) for subtree in tree.values()):
+        return str(sorted(tree))
+    return "{" + ", ".join(f"{key!r}: {describe_structure(subtree)}" for key, subtree in tree.items()) + "}"
