@@ -5,9 +5,34 @@
     python -m fcnn.exercises check my_conv.py            every exercisable kernel the file defines
 
 From Python: `fcnn.exercises.check(my_function, kernel="conv2d_backward")` returns a Report.
+
+How to add an exercise
+----------------------
+An exercise lives in one module per kernel family (conv.py, pool.py, relu.py, dense.py,
+softmax.py), which holds all of it: its ladder of named cases, its known mistakes and its entry.
+To add a family, say batch norm:
+
+1. Write `fcnn/exercises/batchnorm.py` (copy relu.py, the smallest, as a pattern):
+   - `forward_cases()` -> [Case(name, args, hint, expected)], simplest first, from a fixed seed,
+     tiny shapes; each name unique within the exercise, and a hint saying what the case is the
+     first to test. A backward ladder ends with a case whose `expected` computes the gradients
+     by central differences (fcnn.gradcheck.numerical_gradient) of the forward reference.
+   - `FORWARD_MISTAKES = [Mistake(hint, output)]`: output takes the case's arguments (float64)
+     and returns what the mistaken kernel would, or None where the mistake cannot show.
+   - `EXERCISES = [Exercise(name, reference, outputs, forward_cases, tuple(FORWARD_MISTAKES)), ...]`,
+     with `reference` the library's own function (its signature and docstring become the stub).
+2. Add the module to `FAMILIES` in fcnn/exercises/registry.py (one line; the list's order is
+   the order `list` shows).
+3. Test it in tests/test_exercise_batchnorm.py: its reference passes (the registry-wide tests do
+   that already), and each mistake fails at its case, named with `exercise.case_number(name)`.
+
+Shared pieces (random inputs, float32 copies, the usual hints, bias-gradient mistakes) are in
+fcnn/exercises/exercise.py. Outputs are numpy arrays or, listed in `scalars`, plain numbers; a
+kernel that needs randomness takes a numpy Generator among its arguments (each case makes its
+own), so the learner's call and the reference's see the same draws.
 """
 
-from fcnn.exercises.catalog import KERNELS
+from fcnn.exercises.registry import KERNELS
 from fcnn.exercises.checking import Failure, Report, check
 from fcnn.exercises.learner_file import LearnerFileError, kernels_in, load
 from fcnn.exercises.stubs import stub

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fcnn.exercises.catalog import get_exercise
+from fcnn.exercises.registry import get_exercise
 from fcnn.exercises.learner_file import format_traceback
 
 # float64: the inputs are O(1) and every output is a sum of at most a few hundred terms, so a

@@ -11,7 +11,7 @@ import traceback
 import types
 from pathlib import Path
 
-from fcnn.exercises.catalog import KERNELS
+from fcnn.exercises.registry import KERNELS
 
 
 class LearnerFileError(ValueError):
