@@ -32,9 +32,10 @@ kernel that needs randomness takes a numpy Generator among its arguments (each c
 own), so the learner's call and the reference's see the same draws.
 """
 
-from fcnn.exercises.registry import KERNELS
 from fcnn.exercises.checking import Failure, Report, check
-from fcnn.exercises.learner_file import LearnerFileError, kernels_in, load
+from fcnn.exercises.learner_file import LearnerFileError, load
+from fcnn.exercises.registry import KERNELS
+from fcnn.exercises.sandbox import Limits, check_file
 from fcnn.exercises.stubs import stub
 
 
@@ -43,19 +44,5 @@ def list_exercises():
     return [(name, exercise.goal) for name, exercise in KERNELS.items()]
 
 
-def check_file(path):
-    """Check every exercisable kernel that the file at `path` defines -> [Report].
-
-    FileNotFoundError for a missing file; LearnerFileError for a file that does not compile,
-    fails while it loads, or defines no exercisable kernel.
-    """
-    found = kernels_in(load(path))
-    if not found:
-        raise LearnerFileError(
-            f"{path} defines no exercisable kernel; define one of: {', '.join(KERNELS)} "
-            f"(python -m fcnn.exercises new NAME gives you a stub)."
-        )
-    return [check(function, name) for name, function in found.items()]
-
-
-__all__ = ["KERNELS", "Failure", "LearnerFileError", "Report", "check", "check_file", "list_exercises", "stub"]
+__all__ = ["KERNELS", "Failure", "LearnerFileError", "Limits", "Report", "check", "check_file", "list_exercises",
+           "load", "stub"]
