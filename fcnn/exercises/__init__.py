@@ -4,7 +4,12 @@
     python -m fcnn.exercises new conv2d_backward > my_conv.py
     python -m fcnn.exercises check my_conv.py            every exercisable kernel the file defines
 
-From Python: `fcnn.exercises.check(my_function, kernel="conv2d_backward")` returns a Report.
+    python -m fcnn.exercises check my_conv.py --format gradescope --out results.json
+
+From Python: `fcnn.exercises.check(my_function, kernel="conv2d_backward")` returns a Report;
+`fcnn.exercises.assert_passes(my_function, kernel="conv2d_backward")` raises AssertionError
+with the verdict and its hint (an nbgrader or otter-grader cell passes when nothing is raised).
+A file is checked with check_file, in a process of its own with limits (see sandbox.py).
 
 How to add an exercise
 ----------------------
@@ -39,10 +44,21 @@ from fcnn.exercises.sandbox import Limits, check_file
 from fcnn.exercises.stubs import stub
 
 
+def assert_passes(function, kernel=None):
+    """Check `function` as `kernel` (default: its own name); AssertionError with the verdict if it fails.
+
+    Returns the Report when it passes.
+    """
+    report = check(function, kernel)
+    if not report.passed:
+        raise AssertionError(str(report))
+    return report
+
+
 def list_exercises():
     """[(kernel name, one-line goal)] in the order the exercises are best done."""
     return [(name, exercise.goal) for name, exercise in KERNELS.items()]
 
 
-__all__ = ["KERNELS", "Failure", "LearnerFileError", "Limits", "Report", "check", "check_file", "list_exercises",
+__all__ = ["KERNELS", "Failure", "assert_passes", "LearnerFileError", "Limits", "Report", "check", "check_file", "list_exercises",
            "load", "stub"]
