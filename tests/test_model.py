@@ -9,7 +9,8 @@ from scipy.special import log_softmax
 
 import fcnn
 from fcnn import layers
-from fcnn.model import output_shapes
+from fcnn.layer_types import fuse
+from fcnn.model import _layers, output_shapes
 from fcnn.gradcheck import numerical_gradient, relative_error
 
 # Every backend of the registry that runs here; the loop backend is too slow for the presets.
@@ -397,7 +398,7 @@ def test_backward_refuses_a_dlogits_or_cache_that_does_not_fit():
     with pytest.raises(ValueError, match=r"dlogits must be an array of the logits' shape \(3, 10\); got \(3, 9\)"):
         fcnn.backward(params, cache, np.zeros((3, 9), np.float32))
     with pytest.raises(ValueError, match=r"cache must be the cache forward returned"):
-        fcnn.backward(params, {"inputs": cache["inputs"]}, np.zeros((3, 10), np.float32))
+        fcnn.backward(params, {"units": cache["units"]}, np.zeros((3, 10), np.float32))
 
 
 class RecordingBackend:
@@ -459,7 +460,12 @@ def test_fused_layers_follow_any_conv_relu_maxpool_run_and_only_those():
     x = np.random.default_rng(2).standard_normal((3, 2, 12, 11))
     labels = np.array([0, 4, 2])
     _, cache = fcnn.forward(params, x, arch, "tuned")
-    assert [a is None for a in cache["inputs"]] == [False, False, True, False, False, False, False]
+    units = fuse(_layers(arch), fcnn.get_backend("tuned"))
+    assert [(name, spec["type"]) for name, spec, _ in units] == [
+        ("conv1", "conv_relu_maxpool"), ("conv2", "conv"), ("relu2", "relu"), ("flatten1", "flatten"), ("dense1", "dense")]
+    # One cache entry per unit; the fused one keeps the conv's input and output (x, z), no pool input.
+    assert len(cache["units"]) == len(units)
+    assert [a.shape for a in cache["units"][0]] == [(3, 2, 12, 11), (3, 3, 6, 6)]
     loss, grads, _ = fcnn.loss_and_grads(params, x, labels, arch, "tuned")
     expected_loss, expected, _ = fcnn.loss_and_grads(params, x, labels, arch, "loop")
     assert loss == pytest.approx(expected_loss, rel=1e-12)
@@ -479,7 +485,7 @@ def test_a_new_layer_type_is_one_unit_in_layer_types(monkeypatch):
 
         @staticmethod
         def forward(kernels, spec, params, x):
-            return np.tanh(x)
+            return np.tanh(x), x
 
         @staticmethod
         def backward(kernels, spec, params, x, dout, need_dx):
