@@ -7,10 +7,11 @@
     params = fcnn.sgd_step(params, grads, lr=0.1)
 
 Nothing mutates its inputs; randomness comes only from the seed or Generator you pass.
-fcnn.keep_freed_memory() is the one process-wide setting: call it at the start of a training
-script (see fcnn/memory.py).
+The library makes no process-wide setting on its own; fcnn.keep_freed_memory() (fcnn/memory.py)
+and fcnn.use_one_blas_thread() (fcnn/blas.py) are the two a training script calls at its start.
 """
 
+from fcnn.blas import use_one_blas_thread
 from fcnn.data import DataFormatError, load_mnist, scale
 from fcnn.kernels import available_backends, default_backend, get_backend
 from fcnn.losses import softmax_cross_entropy
@@ -52,5 +53,6 @@ __all__ = [
     "scale",
     "sgd_step",
     "softmax_cross_entropy",
+    "use_one_blas_thread",
     "zeros_like",
 ]

@@ -14,10 +14,7 @@ computes lives in fcnn.layer_types; this module runs the layers in order, and ch
 parameters and inputs fit the architecture before any kernel runs.
 """
 
-import functools
-
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from fcnn.kernels import get_backend
 from fcnn.layer_types import LAYER_TYPES, REQUIRED, fuse
@@ -240,28 +237,6 @@ def _fitted_images(params, x, layer_list):
     return images.astype(dtype, copy=False)
 
 
-@functools.cache
-def _blas_threads():
-    return ThreadpoolController()
-
-
-def _one_blas_thread(function):
-    """`function`, run with NumPy's BLAS limited to one thread.
-
-    The network's matrices are small: a second BLAS thread buys nothing, and on a busy
-    2-core machine each multi-threaded call can wait a whole OS time slice for a BLAS thread
-    that was put to sleep; numba kernels need no second pool spinning beside them either.
-    """
-
-    @functools.wraps(function)
-    def limited(*args, **kwargs):
-        with _blas_threads().limit(limits=1, user_api="blas"):
-            return function(*args, **kwargs)
-
-    return limited
-
-
-@_one_blas_thread
 def forward(params, x, arch, backend="numpy"):
     """Run the network: x (N, C, H, W) (or (N, H, W), (N, 784)) -> logits (N, K), cache.
 
@@ -281,7 +256,6 @@ def forward(params, x, arch, backend="numpy"):
     return out, {**cache, "units": unit_caches}
 
 
-@_one_blas_thread
 def backward(params, cache, dlogits):
     """Gradients of the loss for every parameter, from forward's cache and d(loss)/d(logits).
 
