@@ -17,7 +17,7 @@ parameters and inputs fit the architecture before any kernel runs.
 import numpy as np
 
 from fcnn.kernels import get_backend
-from fcnn.layer_types import LAYER_TYPES, REQUIRED, fuse
+from fcnn.layer_types import LAYER_TYPES, REQUIRED, check_int, fuse
 from fcnn.losses import softmax_cross_entropy
 from fcnn.tree import tree_paths
 
@@ -229,12 +229,49 @@ def _check_param_shapes(params, layer_list, input_shape):
 def _fitted_images(params, x, layer_list):
     """x as (N, C, H, W) images of the params' dtype, once params and x are checked to fit the layers.
 
-    Raises ValueError naming the layer (or x) that does not fit; called before any kernel runs.
+    Raises ValueError naming the layer, or x, that does not fit; called before any kernel runs.
+    x is the one blamed when its samples do not fit the architecture, or when the parameters
+    would fit samples of another shape: x's with the channels the first conv takes, or MNIST's.
     """
     images = as_images(x)
-    dtype = _params_dtype(params, layer_list, images.shape[1:])
-    _check_param_shapes(params, layer_list, images.shape[1:])
+    sample_shape = images.shape[1:]
+    try:
+        _output_shapes(layer_list, sample_shape)
+    except ValueError as error:
+        raise ValueError(f"x: samples of shape {sample_shape} do not fit the architecture: {error}") from None
+    dtype = _params_dtype(params, layer_list, sample_shape)
+    try:
+        _check_param_shapes(params, layer_list, sample_shape)
+    except ValueError as error:
+        made_for = _fitting_sample_shape(params, layer_list, sample_shape)
+        if made_for is None:
+            raise
+        raise ValueError(
+            f"x: samples of shape {sample_shape} do not fit these parameters, made for samples of shape "
+            f"{made_for} ({error})"
+        ) from None
     return images.astype(dtype, copy=False)
+
+
+def _fitting_sample_shape(params, layer_list, sample_shape):
+    """A sample shape other than sample_shape that params fit, among the likely ones; else None.
+
+    The likely ones: sample_shape with the channel count the first conv's w takes, and MNIST's
+    (C, 28, 28) with it.
+    """
+    C, *spatial = sample_shape
+    first_conv = next((name for name, spec, _ in layer_list if spec["type"] == "conv"), None)
+    if first_conv is not None and params[first_conv]["w"].ndim == 4:
+        C = params[first_conv]["w"].shape[1]
+    for candidate in ((C, *spatial), (C, *MNIST_SHAPE[1:])):
+        if candidate == tuple(sample_shape):
+            continue
+        try:
+            _check_param_shapes(params, layer_list, candidate)
+        except ValueError:
+            continue
+        return candidate
+    return None
 
 
 def forward(params, x, arch, backend="numpy"):
@@ -294,8 +331,19 @@ def loss_and_grads(params, x, labels, arch, backend="numpy"):
 
 
 def predict(params, x, arch, backend="numpy", batch_size=1000):
-    """Class indices (N,) for images x, computed batch_size images at a time."""
-    images = _fitted_images(params, x, _layers(arch))
+    """Class indices (N,) for images x, computed batch_size (an integer >= 1) images at a time.
+
+    The network's output must be class scores (N, K). An empty x gives an empty result.
+    """
+    check_int("batch_size", batch_size, 1)
+    layer_list = _layers(arch)
+    images = _fitted_images(params, x, layer_list)
+    output_shape = _output_shapes(layer_list, images.shape[1:])[-1]
+    if len(output_shape) != 1:
+        raise ValueError(
+            f"predict: the network's output must be class scores (N, K); its samples come out of "
+            f"{layer_list[-1][0]} with shape {output_shape} (end the architecture with flatten and dense)"
+        )
     predictions = [
         forward(params, images[start:start + batch_size], arch, backend)[0].argmax(axis=1)
         for start in range(0, len(images), batch_size)
