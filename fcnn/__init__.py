@@ -28,13 +28,25 @@ from fcnn.model import (
     predict,
     resolve_arch,
 )
-from fcnn.optim import momentum_step, sgd_step, zeros_like
+from fcnn.optim import (
+    adam_step,
+    adam_update,
+    adamw_step,
+    momentum_step,
+    rmsprop_step,
+    rmsprop_update,
+    sgd_step,
+    zeros_like,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DataFormatError",
     "PRESETS",
+    "adam_step",
+    "adam_update",
+    "adamw_step",
     "available_backends",
     "backward",
     "default_backend",
@@ -50,6 +62,8 @@ __all__ = [
     "param_shapes",
     "predict",
     "resolve_arch",
+    "rmsprop_step",
+    "rmsprop_update",
     "scale",
     "sgd_step",
     "softmax_cross_entropy",
