@@ -1,7 +1,7 @@
 """The ladder (fcnn.ladder): every rung of conv2d forward on the real layer shapes, PyTorch's conv2d beside them.
 
-One group per shape, named "ladder: ...": LeNet-5's second conv at batch 64 and the seed conv at
-batch 32. extra_info holds each rung's position, the images per call and the FLOP per image,
+One group per shape, named "ladder: ...": LeNet-5's second conv and the seed conv, each at the
+batch its preset trains with (workloads.TRAINING_BATCH). extra_info holds each rung's position, the images per call and the FLOP per image,
 for bench/report.py and bench/ladder_chart.py.
 """
 
@@ -9,7 +9,7 @@ import numba
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
-from workloads import PRESET_BATCH, conv_multiply_adds, layer_cases
+from workloads import TRAINING_BATCH, conv_multiply_adds, layer_cases
 
 from fcnn.kernels.loop import output_size
 from fcnn.ladder import RUNGS
@@ -24,7 +24,7 @@ def case_id(case):
 
 
 def ladder_group(case):
-    shape = (PRESET_BATCH[case["preset"]], *case["input_shape"])
+    shape = (TRAINING_BATCH[case["preset"]], *case["input_shape"])
     return f"ladder: conv2d forward {case['preset']} {case['layer']} {shape}"
 
 
@@ -33,7 +33,7 @@ def ladder_inputs(rng, case):
     C, H, W = case["input_shape"]
     spec = case["spec"]
     F, _, KH, KW = case["weight_shape"]
-    x = rng.standard_normal((PRESET_BATCH[case["preset"]], C, H, W), dtype=np.float32)
+    x = rng.standard_normal((TRAINING_BATCH[case["preset"]], C, H, W), dtype=np.float32)
     w = rng.standard_normal(case["weight_shape"], dtype=np.float32)
     b = rng.standard_normal(F, dtype=np.float32)
     output_hw = (output_size(H, KH, spec["stride"], spec["pad"]), output_size(W, KW, spec["stride"], spec["pad"]))
@@ -43,7 +43,7 @@ def ladder_inputs(rng, case):
 @pytest.mark.parametrize("rung", range(1, len(RUNGS) + 1))
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_ladder_rung(benchmark, rng, case, rung):
-    name, conv2d_forward = RUNGS[rung - 1]
+    name, conv2d_forward, _ = RUNGS[rung - 1]
     benchmark.group = ladder_group(case)
     x, w, b, flops = ladder_inputs(rng, case)
     args = (x, w, b, case["spec"]["stride"], case["spec"]["pad"])
@@ -62,7 +62,7 @@ def test_ladder_torch(benchmark, rng, case):
     benchmark.group = ladder_group(case)
     x, w, b, flops = ladder_inputs(rng, case)
     spec = case["spec"]
-    tuned_out = RUNGS[-1][1](x, w, b, spec["stride"], spec["pad"])
+    tuned_out = RUNGS[-1].function(x, w, b, spec["stride"], spec["pad"])
     x, w, b = (torch.from_numpy(a) for a in (x, w, b))
 
     def conv2d_forward():
