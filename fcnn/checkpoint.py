@@ -18,6 +18,7 @@ import zipfile
 import numpy as np
 
 from fcnn.model import param_shapes, resolve_arch
+from fcnn.tree import tree_paths
 
 FORMAT_VERSION = 1
 # JSON text entries beside the arrays; "config" holds the training settings (lr, batch size, ...).
@@ -85,12 +86,7 @@ def parameter_shapes(arch):
     Raises ValueError for an architecture whose layers do not fit together.
     """
     shapes = param_shapes(arch)
-    return {
-        f"{group}/{layer}/{name}": tuple(shape)
-        for group in ARRAY_GROUPS
-        for layer, layer_shapes in shapes.items()
-        for name, shape in layer_shapes.items()
-    }
+    return {"/".join((group, *path)): tuple(shape) for group in ARRAY_GROUPS for path, shape in tree_paths(shapes)}
 
 
 def _array_problem(key, shape, dtype, expected_shape, first_dtype):
@@ -126,10 +122,9 @@ def save_checkpoint(path, *, arch, params, velocity, epoch, rng_state, metrics=(
         "config": np.array(json.dumps(config or {})),
     }
     weights = {
-        f"{group}/{layer}/{name}": np.asarray(array)
+        "/".join((group, *path)): np.asarray(array)
         for group, tree in (("params", params), ("velocity", velocity))
-        for layer, layer_arrays in tree.items()
-        for name, array in layer_arrays.items()
+        for path, array in tree_paths(tree)
     }
     expected = parameter_shapes(arch)
     if weights.keys() != expected.keys():

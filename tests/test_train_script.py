@@ -17,7 +17,11 @@ import numpy as np
 import pytest
 
 import fcnn
+import fcnn.settings
 from fcnn.checkpoint import load_checkpoint, save_checkpoint
+from fcnn.outputs import PICTURES, check_outputs
+from fcnn.stop_signals import Stopped, stop_of
+from fcnn.training import ARCH_DEFAULTS
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train_mnist.py"
@@ -108,7 +112,7 @@ def test_one_epoch_runs_and_writes_checkpoint_and_metrics(script, run, tmp_path,
     assert set(records[0]) == {"epoch", "lr", "train_loss", "train_accuracy", "test_accuracy", "seconds",
                                "images_per_second", "step_losses"}
     assert 0 <= records[0]["test_accuracy"] <= 1
-    batch = script.ARCH_DEFAULTS[arch]["batch_size"]
+    batch = ARCH_DEFAULTS[arch]["batch_size"]
     assert len(records[0]["step_losses"]) == -(-int(limits[1]) // batch)
 
 
@@ -128,7 +132,7 @@ def test_a_run_typed_as_the_readme_shows_uses_the_fastest_backend_and_the_bundle
 
 
 def test_the_default_backend_is_the_registrys_choice_and_the_choices_are_its_names(run, script, monkeypatch):
-    monkeypatch.setattr(fcnn, "default_backend", lambda: "loop")
+    monkeypatch.setattr(fcnn.settings, "default_backend", lambda: "loop")
     status, out, err = run("--train-limit", "2", "--test-limit", "2", "--epochs", "1")
     assert status == 0, err
     assert "on the loop backend" in out
@@ -145,7 +149,7 @@ def test_a_backend_that_cannot_run_here_exits_2_naming_where_it_came_from(run, f
             raise fcnn.kernels.BackendUnavailableError("backend 'numpy' is unavailable: (pretend)")
         return real_get_backend(name)
 
-    monkeypatch.setattr(fcnn, "get_backend", numpy_unavailable)
+    monkeypatch.setattr(fcnn.settings, "get_backend", numpy_unavailable)
     assert_refused_before_training(run(*SMALL), "--backend: backend 'numpy' is unavailable")
     # The checkpoint remembers numpy: resuming without --backend names the checkpoint's choice.
     assert_refused_before_training(run("--resume", finished_run, "--epochs", "2"), "the checkpoint's backend")
@@ -438,9 +442,9 @@ def test_plot_writes_pictures_and_metrics_without_save(run, script, tmp_path):
     assert status == 0, err
     assert (plots / "metrics.jsonl").read_text().count("\n") == 1
     written = sorted(p.name for p in plots.glob("*.png"))
-    assert written == ["confusion.png", "curves.png", "filters.png", "mistakes.png"] == sorted(script.PICTURES)
+    assert written == ["confusion.png", "curves.png", "filters.png", "mistakes.png"] == sorted(PICTURES)
     # A second run may replace the pictures and metrics it wrote itself.
-    script.check_outputs(None, str(plots), {"data": None}, into_resumed=False)
+    check_outputs(None, str(plots), None, into_resumed=False)
 
 
 def test_a_checkpoint_that_cannot_be_written_exits_1_and_keeps_the_last_good_one(run, script, tmp_path, monkeypatch):
@@ -544,27 +548,27 @@ def test_a_second_signal_stops_at_once(run, script, tmp_path, monkeypatch):
     assert load_checkpoint(save)["epoch"] == 1
 
 
-def test_a_second_signal_inside_a_compiled_kernel_is_still_a_stop(script):
+def test_a_second_signal_inside_a_compiled_kernel_is_still_a_stop():
     # What numba makes of an exception raised by a handler while its code runs.
     try:
         try:
-            raise script.Stopped(signal.SIGTERM)
-        except script.Stopped as stop:
+            raise Stopped(signal.SIGTERM)
+        except Stopped as stop:
             raise SystemError("CPUDispatcher(...) returned a result with an exception set") from stop
     except SystemError as error:
-        assert script.stop_of(error).signum == signal.SIGTERM
-    assert script.stop_of(SystemError("unrelated")) is None
+        assert stop_of(error).signum == signal.SIGTERM
+    assert stop_of(SystemError("unrelated")) is None
 
 
 @pytest.mark.usefixtures("signals_as_in_a_terminal")
 def test_a_signal_before_training_exits_with_its_status(run, script, monkeypatch):
-    real_load_data = script.load_data
+    real_load_mnist = script.load_mnist
 
-    def load_data_then_signal(settings):
+    def load_mnist_then_signal(path):
         signal.raise_signal(signal.SIGTERM)
-        return real_load_data(settings)
+        return real_load_mnist(path)
 
-    monkeypatch.setattr(script, "load_data", load_data_then_signal)
+    monkeypatch.setattr(script, "load_mnist", load_mnist_then_signal)
     assert_clean_failure(run(*SMALL), 143, "terminated (SIGTERM) before training started")
 
 
