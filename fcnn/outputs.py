@@ -157,7 +157,7 @@ def say(text):
         # failure is not reported a second time with a traceback (as Python's docs advise).
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # a stream with no file descriptor of its own
             pass
         raise OutputStreamFailed(f"could not write to the output stream (stdout): {error.strerror or error}") from error
 

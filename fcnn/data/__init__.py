@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fcnn.data import bundled
+from fcnn.file_kinds import kind_of
 from fcnn.data._files import DataFormatError
 from fcnn.data.csv import CSV_FILES, find_csv_files, read_csv, read_csv_files
 from fcnn.data.idx import find_idx_files, read_idx, read_idx_files, spellings
@@ -76,7 +77,9 @@ def load_mnist(path=None, verify=False):
         _refuse_verify(verify, path, "a .npz file")
         return read_npz(path)
     if not path.is_dir():
-        raise DataFormatError(f"{path}: no such file or directory")
+        kind = kind_of(path)
+        raise DataFormatError(f"{path}: " + ("no such file or directory" if kind == "no such file" else
+                                             f"{kind}; expected a directory of IDX or CSV files, or a .npz file"))
     idx_files = find_idx_files(path)
     csv_files = find_csv_files(path)
     if all(idx_files.values()):
