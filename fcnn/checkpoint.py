@@ -8,16 +8,17 @@ refused with CheckpointError and never allocates more than the file holds.
 """
 
 import json
-import math
 import os
 import re
 import secrets
-import warnings
 import zipfile
 
 import numpy as np
 
+from fcnn.file_kinds import kind_of
 from fcnn.model import param_shapes, resolve_arch
+from fcnn.npy_header import NpyHeaderError, data_size_problem, read_npy_header
+from fcnn.tree import tree_paths
 
 FORMAT_VERSION = 1
 # JSON text entries beside the arrays; "config" holds the training settings (lr, batch size, ...).
@@ -85,12 +86,7 @@ def parameter_shapes(arch):
     Raises ValueError for an architecture whose layers do not fit together.
     """
     shapes = param_shapes(arch)
-    return {
-        f"{group}/{layer}/{name}": tuple(shape)
-        for group in ARRAY_GROUPS
-        for layer, layer_shapes in shapes.items()
-        for name, shape in layer_shapes.items()
-    }
+    return {"/".join((group, *path)): tuple(shape) for group in ARRAY_GROUPS for path, shape in tree_paths(shapes)}
 
 
 def _array_problem(key, shape, dtype, expected_shape, first_dtype):
@@ -126,10 +122,9 @@ def save_checkpoint(path, *, arch, params, velocity, epoch, rng_state, metrics=(
         "config": np.array(json.dumps(config or {})),
     }
     weights = {
-        f"{group}/{layer}/{name}": np.asarray(array)
+        "/".join((group, *path)): np.asarray(array)
         for group, tree in (("params", params), ("velocity", velocity))
-        for layer, layer_arrays in tree.items()
-        for name, array in layer_arrays.items()
+        for path, array in tree_paths(tree)
     }
     expected = parameter_shapes(arch)
     if weights.keys() != expected.keys():
@@ -140,27 +135,6 @@ def save_checkpoint(path, *, arch, params, velocity, epoch, rng_state, metrics=(
         if problem:
             raise ValueError(f"save_checkpoint: {problem}; nothing was written to {os.fspath(path)}")
     atomic_write(path, lambda file: np.savez(file, **arrays, **weights))
-
-
-def _header(archive, info):
-    """(shape, dtype, header length) of the .npy entry `info`; reads the header only.
-
-    Raises CheckpointError for anything fcnn.save_checkpoint would not have written.
-    """
-    with archive.open(info) as stream, warnings.catch_warnings():
-        # numpy warns when it repairs a header in Python 2 style; the checks that follow decide either way.
-        warnings.simplefilter("ignore")
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:
-            raise CheckpointError(f"npy format version {version}, which fcnn does not write")
-        length = stream.tell()
-    if fortran_order or dtype.hasobject:
-        raise CheckpointError("Fortran order or Python objects, which fcnn does not write")
-    return shape, dtype, length
 
 
 class _Archive:
@@ -178,10 +152,10 @@ class _Archive:
                 self.fail(f"entry {key!r} is compressed; fcnn writes every entry uncompressed")
             if info.header_offset + info.compress_size > self.size:
                 self.fail(f"entry {key!r} claims {info.file_size} bytes, more than the file holds")
-            shape, dtype, length = self.parse(key, _header, archive, info)
-            if math.prod(shape) * dtype.itemsize != info.file_size - length:
-                self.fail(f"entry {key!r}: its header claims shape {shape} of {dtype}, "
-                          f"but the entry holds {info.file_size - length} bytes of data")
+            shape, dtype, length = self.parse(key, read_npy_header, archive, info)
+            problem = data_size_problem(info, shape, dtype, length)
+            if problem:
+                self.fail(f"entry {key!r}: {problem}")
             self.entries[key] = (info, shape, dtype, length)
 
     def fail(self, problem):
@@ -191,7 +165,7 @@ class _Archive:
         """reader(*args), with any exception from parsing corrupt bytes refused as CheckpointError."""
         try:
             return reader(*args)
-        except CheckpointError as error:
+        except (CheckpointError, NpyHeaderError) as error:
             self.fail(f"entry {key!r}: {error}")
         # zipfile and numpy's header parser raise many types for malformed bytes (BadZipFile,
         # EOFError, UnicodeDecodeError, struct.error, SyntaxError, NotImplementedError, ...):
@@ -252,8 +226,9 @@ def load_checkpoint(path):
     is read), inf or NaN weights, or JSON text of the wrong type.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path}: " + ("not a file" if os.path.exists(path) else "no such file"))
+    kind = kind_of(path)
+    if kind:  # a FIFO would make the read below wait forever
+        raise CheckpointError(f"checkpoint {path}: " + (kind if kind == "no such file" else f"not a file: {kind}"))
     try:
         archive = zipfile.ZipFile(path)
     except Exception as error:  # noqa: BLE001  (as in _Archive.parse: any parse failure is a refusal)

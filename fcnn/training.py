@@ -5,11 +5,13 @@ caller (scripts/train_mnist.py, a notebook, a test) decides how to show it.
 """
 
 import math
+import time
 
 import numpy as np
 
 from fcnn.model import loss_and_grads, predict
 from fcnn.optim import momentum_step, sgd_step
+from fcnn.tree import tree_paths
 
 # The settings each preset trains well with: the training script's defaults, and the workloads
 # the benchmarks time (one source, so the benchmarks time what users run; see the README).
@@ -101,16 +103,17 @@ def train_step(params, velocity, x, labels, arch, backend, lr, momentum):
     return new_params, new_velocity, loss, logits
 
 
-def all_finite(params):
-    return all(np.isfinite(array).all() for layer in params.values() for array in layer.values())
+def all_finite(tree):
+    return all(np.isfinite(array).all() for _, array in tree_paths(tree))
 
 
 def train_epoch(params, velocity, x, labels, arch, backend, *, lr, momentum, batch_size, rng,
                 epoch=0, on_step=None):
     """One pass over (x, labels) in a fresh shuffled order drawn from rng.
 
-    x (N, 1, 28, 28) or (N, 28, 28) float, labels (N,) ints. on_step(step, steps, images, loss),
-    if given, is called after every step (step counted from 1); it may raise to stop the epoch
+    x (N, 1, 28, 28) or (N, 28, 28) float, labels (N,) ints. on_step(step, steps, images,
+    mean_loss), if given, is called after every step (step counted from 1) with the images of
+    that step and the epoch's mean loss per image so far; it may raise to stop the epoch
     between two steps.
     Returns (params, velocity, stats) with stats = {"train_loss": mean loss per image,
     "train_accuracy": fraction of images the network classified right just before it stepped
@@ -124,7 +127,7 @@ def train_epoch(params, velocity, x, labels, arch, backend, *, lr, momentum, bat
     order = batches(len(x), batch_size, rng)
     step_losses = []
     loss_sum = 0.0
-    correct = 0
+    seen = correct = 0
     smoothed = None
     for step, indices in enumerate(order, start=1):
         # The loss is checked here, so NumPy's overflow warnings would only repeat it, noisily.
@@ -139,15 +142,24 @@ def train_epoch(params, velocity, x, labels, arch, backend, *, lr, momentum, bat
             raise TrainingDiverged(epoch, step, len(order), loss, lr, reason)
         step_losses.append(loss)
         loss_sum += loss * len(indices)
+        seen += len(indices)
         correct += int((logits.argmax(axis=1) == labels[indices]).sum())
         if on_step is not None:
-            on_step(step, len(order), len(indices), loss)
+            on_step(step, len(order), len(indices), loss_sum / seen)
     # A finite loss is computed before its step, so the last step's update is checked here.
     if not all_finite(params) or not all_finite(velocity):
         raise TrainingDiverged(epoch, len(order), len(order), step_losses[-1], lr,
                                "the parameters are inf or NaN after the last step")
     stats = {"train_loss": loss_sum / len(x), "train_accuracy": correct / len(x), "step_losses": step_losses}
     return params, velocity, stats
+
+
+def warm_up(params, x, labels, arch, backend):
+    """One step on two images, so that a compiled backend compiles (or loads its cache) before
+    any timing; returns the seconds it took."""
+    start = time.perf_counter()
+    loss_and_grads(params, x[:2], labels[:2], arch, backend)
+    return time.perf_counter() - start
 
 
 def evaluate(params, x, labels, arch, backend="numpy", batch_size=1000):
