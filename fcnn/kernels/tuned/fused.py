@@ -11,8 +11,8 @@ tuned kernels in sequence.
 import numba
 import numpy as np
 
+from fcnn.kernels.numba_backend import maxpool2d_backward
 from fcnn.kernels.numba_cache import cached
-
 from fcnn.kernels.tuned.conv_backward import (
     conv2d_backward,
     conv2d_backward_weights,
@@ -21,7 +21,6 @@ from fcnn.kernels.tuned.conv_backward import (
     wide_layout,
 )
 from fcnn.kernels.tuned.conv_forward import conv2d_forward
-from fcnn.kernels.tuned.maxpool2d import maxpool2d_backward
 
 
 @numba.njit(inline="always")
