@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -361,3 +362,19 @@ def _stopped_report(exercise, message, hint):
     cases = ladder(exercise.name)
     return Report(exercise.name, False, 0, len(cases), Failure(1, cases[0][0].name, message, hint),
                   tuple(case.name for case, _ in cases))
+
+
+def check_files(paths, limits=Limits(), borrowed_scores=False, workers=2):
+    """Check many files, `workers` at a time (each in its own process) -> {path: ([Report], error or None)}.
+
+    error is the text of the LearnerFileError for a file that could not be checked. The order
+    of the result is the order of `paths`.
+    """
+    def one(path):
+        try:
+            return check_file(path, limits, borrowed_scores), None
+        except (LearnerFileError, FileNotFoundError) as error:
+            return [], str(error)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(zip(paths, pool.map(one, paths)))
