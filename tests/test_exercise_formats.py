@@ -5,6 +5,11 @@ the fields, types and ranges its platform's specification gives.
 """
 
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -255,3 +260,56 @@ def test_assert_passes_raises_assertion_error_with_the_verdict_and_hint():
     assert message.startswith("FAIL relu_backward: 2 of 5 cases passed")
     assert f"case 3 of 5: {relu.ZEROS_CASE}" in message
     assert "hint: the gradient passes where x == 0 exactly" in message
+
+
+# --- the platforms' own layouts: the scripts of docs/courses.md, run under a temporary root ---------
+
+COURSES = Path(__file__).resolve().parent.parent / "docs" / "courses.md"
+
+
+def script_in_courses_page(name):
+    """The bash block that follows `<!-- file: name -->` in docs/courses.md."""
+    match = re.search(rf"<!-- file: {re.escape(name)} -->\n```bash\n(.*?)```", COURSES.read_text(), re.S)
+    assert match, f"docs/courses.md has no script {name}"
+    return match.group(1)
+
+
+def run_script(tmp_path, name, environment):
+    """Run the page's script `name` as the platform would, with python3 the interpreter running these tests."""
+    script = tmp_path / name
+    script.write_text(script_in_courses_page(name))
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = dict(os.environ, PATH=path, **environment)
+    result = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("kind", ["passing", "failing", "non-importing", "missing"])
+def test_gradescope_run_autograder_writes_results_where_gradescope_reads_them(tmp_path, kind):
+    root = tmp_path / "autograder"
+    (root / "submission").mkdir(parents=True)
+    (root / "source").mkdir()
+    (root / "source" / "points.json").write_text(json.dumps({"relu_forward": 2}))
+    if kind != "missing":
+        (root / "submission" / "my_kernels.py").write_text(FILES[kind])
+    run_script(tmp_path, "run_autograder", {"AUTOGRADER_ROOT": str(root)})
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert_gradescope_results(results)
+    expected = {"passing": 2 * FORWARD_CASES, "failing": 2 * FORWARD_CASES + 2, "non-importing": 0, "missing": 0}
+    assert results["score"] == expected[kind]
+    if kind == "missing":
+        assert "No .py file was handed in" in results["output"]
+
+
+@pytest.mark.parametrize("kind, gradable, score", [("passing", True, 1.0), ("failing", True, 6 / 9),
+                                                   ("non-importing", False, 0), ("missing", False, 0)])
+def test_prairielearn_grader_command_writes_results_where_prairielearn_reads_them(tmp_path, kind, gradable, score):
+    root = tmp_path / "grade"
+    (root / "student").mkdir(parents=True)
+    if kind != "missing":
+        (root / "student" / "my_kernels.py").write_text(FILES[kind])
+    run_script(tmp_path, "run.sh", {"GRADE_ROOT": str(root)})
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert_prairielearn_results(results)
+    assert results["gradable"] is gradable
+    assert results["score"] == pytest.approx(score)

@@ -1,8 +1,10 @@
-"""Check a learner's kernel against the reference, case by case, and say where it first goes wrong.
+"""Judge a learner's kernel against the reference, case by case, and say where it first goes wrong.
 
-Each case: call the learner's function on copies of the inputs, then check in this order that it
-did not raise, left its inputs alone, returned the right number and kinds of things, with the
-right shapes and dtypes, and values close to the expected ones. The first failure ends the check.
+Each case: the learner's function is called on copies of the inputs (here by call_in_process,
+or in a process of its own by fcnn.exercises.sandbox), then judge checks in this order that it
+did not raise, left its inputs alone, returned the right number and kinds of things (plain
+arrays, real numbers), with the right shapes and dtypes, and values close to the expected ones,
+which are computed here, never where the learner's code runs. The first failure ends the check.
 """
 
 import copy

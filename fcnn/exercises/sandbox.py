@@ -30,7 +30,7 @@ from fcnn.exercises.learner_file import LearnerFileError, read_source
 from fcnn.exercises.registry import KERNELS, get_exercise
 
 CHILD = Path(child.__file__)
-LONGEST_REPLY = 256 << 20  # bytes: far above any honest reply (the largest case is a few KB)
+LONGEST_REPLY = 64 << 20  # bytes: far above any honest reply (the largest case's is a few KB)
 
 
 @dataclass(frozen=True)
@@ -160,19 +160,12 @@ class Session:
         self.close()
         return stopped
 
-    def printed(self):
-        """The first 2000 characters the learner's code printed."""
-        self.output.flush()
-        with open(self.output.name, "rb") as output:
-            return output.read(2000).decode("utf-8", errors="replace")
-
     def close(self):
-        """End the child and everything it started; idempotent."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        """End the child and everything it started (its process group, which outlives it); idempotent."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         self.process.wait()
         for fd in (self.request_fd, self.reply_fd):
             try:
@@ -189,7 +182,8 @@ class LoadFailed(Exception):
 
 
 TIMEOUT_HINT = ("look for a loop whose end condition is never met (a while loop, or an index "
-                "that is never increased); an honest kernel takes well under a second here.")
+                "that is never increased); on these tiny cases an honest kernel takes a fraction of "
+                "a second, numba's compilation a few seconds.")
 SEGFAULT_HINT = ("a numba kernel does not check its indices: one past the end of an array reads or "
                  "writes memory that is not the array's. Compile it with @njit(boundscheck=True) "
                  "to get an IndexError naming the line.")
@@ -205,9 +199,8 @@ SIGNAL_WORDS = {signal.SIGSEGV: "crashed (segmentation fault, SIGSEGV)",
 def describe_exit(status, when, limits):
     """A Stopped for a child that ended with `status` (subprocess's returncode) `when`."""
     if status >= 0:
-        return Stopped(f"your code ended the process {when} (exit status {status}): os._exit or a "
-                       f"C library's exit() was called.",
-                       "a kernel must return its result; remove the call that ends the program.")
+        return Stopped(f"your code ended the process {when} (exit status {status}).",
+                       "a kernel must return its result: no os._exit(), no closing of the process's files.")
     number = -status
     try:
         name = signal.Signals(number)
