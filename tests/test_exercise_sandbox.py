@@ -298,3 +298,20 @@ def _running(pid):
     except (FileNotFoundError, IndexError):
         return False
     return state not in ("Z", "X")
+
+
+def test_forged_replies_from_the_learners_process_are_refused_not_trusted(tmp_path, capsys):
+    """The learner's code owns its process and may rewrite what it sends: the checker reads it as data."""
+    source = ("import __main__\nimport numpy as np\n_send = __main__.send\n\n"
+              "def send(fd, message):\n    if 'returned' in message:\n"
+              "        message = {'returned': {'kind': 'number', 'class': 'builtins.float',\n"
+              "                                'npy': __main__._npy(np.zeros(3))}, 'args_after': []}\n"
+              "    _send(fd, message)\n\n__main__.send = send\n" + WRONG_RELU)
+    assert_fails_with(run(tmp_path, capsys, source), "changed what it sends")
+
+
+def test_a_process_that_stops_listening_to_the_checker_times_out(tmp_path, capsys):
+    source = "import os, time\nos.read = lambda *args: time.sleep(600)\n" + RIGHT_RELU
+    result = run(tmp_path, capsys, source, "--time-limit", "1")
+    assert_fails_with(result, "did not finish within 1 s")
+    assert result[2] < 8

@@ -76,39 +76,43 @@ class Session:
             start_new_session=True)  # its own process group: whatever it starts is stopped with it
         os.close(request_read)
         os.close(reply_write)
+        os.set_blocking(self.request_fd, False)
         self.found = self._load(source, kernels)
 
     def _load(self, source, kernels):
+        """Load the file in the child -> {kernel: {"own": bool, "borrowed": str or None}}; LoadFailed or Stopped."""
         reply = self._ask({"load": str(self.path), "source": source, "kernels": list(kernels)},
                           "while it was loaded")
-        if "loaded" in reply:
-            return reply["loaded"]
+        try:
+            if "loaded" in reply:
+                return {kernel: {"own": bool(where["own"]), "borrowed": _text_or_none(where["borrowed"])}
+                        for kernel, where in reply["loaded"].items() if kernel in kernels}
+            message = (str(reply["syntax_error"]) if "syntax_error" in reply
+                       else describe_load_exception(self.path, reply["raised"]))
+        except Exception:  # noqa: BLE001 - the reply is the learner's process's: anything may be in it
+            raise self._stop(UNREADABLE) from None
         self.close()
-        if "syntax_error" in reply:
-            raise LoadFailed(reply["syntax_error"])
-        raised = reply.get("raised", {})
-        raise LoadFailed(describe_load_exception(self.path, raised))
+        raise LoadFailed(message)
 
     def call(self, kernel, args):
         """Run `kernel` on `args` in the child -> Returned or Raised; Stopped if the child is gone."""
         reply = self._ask({"call": kernel, "args": args}, "while it ran")
-        if "raised" in reply:
-            raised = reply["raised"]
-            return Raised(tuple(raised.get("types", ("Exception",))), str(raised.get("message", "")),
-                          str(raised.get("traceback", "")))
-        if "returned" in reply:
-            return Returned(decode(reply["returned"]), tuple(decode(a) for a in reply.get("args_after", ())))
-        raise self._stop(Stopped(f"your code sent the checker something it could not read "
-                                 f"({reply.get('unsendable', 'an unknown reply')})."))
+        try:
+            if "raised" in reply:
+                raised = reply["raised"]
+                return Raised(tuple(str(name) for name in raised["types"]), str(raised["message"]),
+                              str(raised["traceback"]))
+            return Returned(decode(reply["returned"]), tuple(decode(a) for a in reply["args_after"]))
+        except Exception:  # noqa: BLE001 - the reply is the learner's process's: anything may be in it
+            raise self._stop(UNREADABLE) from None
 
     def _ask(self, request, when):
         """Send `request`, wait for the reply (the time limit) and return it as a dict; Stopped if none comes."""
         payload = pickle.dumps(request)
-        try:
-            os.write(self.request_fd, child.HEADER.pack(len(payload)) + payload)
-        except OSError:
-            raise self._stop(self._ended(when)) from None
         deadline = time.monotonic() + self.limits.time_s
+        written = self._write(child.HEADER.pack(len(payload)) + payload, deadline)
+        if written is not True:
+            raise self._stop(self._ended(when) if written is None else self._timed_out())
         header = self._read(child.HEADER.size, deadline)
         if header is None:
             raise self._stop(self._ended(when))
@@ -123,12 +127,28 @@ class Session:
             raise self._stop(self._ended(when) if body is None else self._timed_out())
         try:
             reply = json.loads(body)
-            if not isinstance(reply, dict):
-                raise ValueError("not a record")
-            return reply
-        except ValueError:
-            raise self._stop(Stopped("your code wrote into the checker's channel; a kernel must "
-                                     "only return its result.")) from None
+        except (ValueError, RecursionError):
+            raise self._stop(UNREADABLE) from None
+        if not isinstance(reply, dict):
+            raise self._stop(UNREADABLE)
+        return reply
+
+    def _write(self, data, deadline):
+        """Send `data` to the child: True, None if it stopped reading for good, TimeoutError past the deadline.
+
+        The pipe is non-blocking, so that a child that stops reading cannot hold up the checker.
+        """
+        while data:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([], [self.request_fd], [], remaining)[1]:
+                return TimeoutError
+            try:
+                data = data[os.write(self.request_fd, data):]
+            except BlockingIOError:
+                continue
+            except OSError:  # the child's end is closed
+                return None
+        return True
 
     def _read(self, size, deadline):
         """`size` bytes from the child, None at end of file, TimeoutError (the class) past the deadline."""
@@ -179,6 +199,14 @@ class Session:
 
 class LoadFailed(Exception):
     """The learner's file did not load in the child; the message is the verdict."""
+
+
+def _text_or_none(value):
+    return None if value is None else str(value)
+
+
+UNREADABLE = Stopped("your code wrote into the checker's channel, or changed what it sends; a "
+                     "kernel must only return its result.")
 
 
 TIMEOUT_HINT = ("look for a loop whose end condition is never met (a while loop, or an index "
