@@ -315,3 +315,10 @@ def test_a_process_that_stops_listening_to_the_checker_times_out(tmp_path, capsy
     result = run(tmp_path, capsys, source, "--time-limit", "1")
     assert_fails_with(result, "did not finish within 1 s")
     assert result[2] < 8
+
+
+@pytest.mark.parametrize("change", ["x.dtype = np.int64", "x.dtype = [('a', 'f8')]", "x.dtype = 'S8'",
+                                    "x.resize(x.size, refcheck=False)"])
+def test_changing_an_inputs_dtype_or_shape_in_place_is_a_changed_input(tmp_path, capsys, change):
+    source = f"import numpy as np\n\ndef relu_forward(x):\n    out = np.maximum(x, 0)\n    {change}\n    return out\n"
+    assert_fails_with(run(tmp_path, capsys, source), "your function changed its input x")
