@@ -38,9 +38,9 @@ own), so the learner's call and the reference's see the same draws.
 """
 
 from fcnn.exercises.checking import Failure, Report, check
-from fcnn.exercises.learner_file import LearnerFileError, load
+from fcnn.exercises.learner_file import LearnerFileError, check_file, check_files, load
 from fcnn.exercises.registry import KERNELS
-from fcnn.exercises.sandbox import Limits, check_file, check_files
+from fcnn.exercises.sandbox import Limits
 from fcnn.exercises.stubs import stub
 
 
