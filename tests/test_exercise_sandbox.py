@@ -298,3 +298,27 @@ def _running(pid):
     except (FileNotFoundError, IndexError):
         return False
     return state not in ("Z", "X")
+
+
+def test_forged_replies_from_the_learners_process_are_refused_not_trusted(tmp_path, capsys):
+    """The learner's code owns its process and may rewrite what it sends: the checker reads it as data."""
+    source = ("import __main__\nimport numpy as np\n_send = __main__.send\n\n"
+              "def send(fd, message):\n    if 'returned' in message:\n"
+              "        message = {'returned': {'kind': 'number', 'class': 'builtins.float',\n"
+              "                                'npy': __main__._npy(np.zeros(3))}, 'args_after': []}\n"
+              "    _send(fd, message)\n\n__main__.send = send\n" + WRONG_RELU)
+    assert_fails_with(run(tmp_path, capsys, source), "changed what it sends")
+
+
+def test_a_process_that_stops_listening_to_the_checker_times_out(tmp_path, capsys):
+    source = "import os, time\nos.read = lambda *args: time.sleep(600)\n" + RIGHT_RELU
+    result = run(tmp_path, capsys, source, "--time-limit", "1")
+    assert_fails_with(result, "did not finish within 1 s")
+    assert result[2] < 8
+
+
+@pytest.mark.parametrize("change", ["x.dtype = np.int64", "x.dtype = [('a', 'f8')]", "x.dtype = 'S8'",
+                                    "x.resize(x.size, refcheck=False)"])
+def test_changing_an_inputs_dtype_or_shape_in_place_is_a_changed_input(tmp_path, capsys, change):
+    source = f"import numpy as np\n\ndef relu_forward(x):\n    out = np.maximum(x, 0)\n    {change}\n    return out\n"
+    assert_fails_with(run(tmp_path, capsys, source), "your function changed its input x")

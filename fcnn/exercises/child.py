@@ -171,6 +171,13 @@ def _class_name(value):
 
 def encode(value, depth=0):
     """A learner's value as JSON-ready data: arrays and numbers exactly, containers item by item, the rest by class."""
+    try:
+        return _encode(value, depth)
+    except Exception:  # noqa: BLE001 - a learner's object whose methods raise is sent by its class alone
+        return {"kind": "other", "class": _class_name(value)}
+
+
+def _encode(value, depth):
     if isinstance(value, np.ndarray):
         array = np.asarray(value).view(np.ndarray)
         if array.dtype.hasobject or array.dtype.names is not None:
@@ -266,10 +273,7 @@ def main(argv):
             module, reply = _load(request)
         else:
             reply = _call(module, request)
-        try:
-            send(reply_fd, reply)
-        except (TypeError, ValueError) as error:  # a value the encoder did not foresee
-            send(reply_fd, {"unsendable": _text(error)[:LONGEST_TEXT]})
+        send(reply_fd, reply)
     os._exit(0)  # skip atexit handlers and interpreter teardown: nothing of the learner's runs after
 
 
