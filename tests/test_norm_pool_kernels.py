@@ -3,6 +3,10 @@ backends against loop.py and against independent computations (the channel-rows 
 staged backward, scipy's correlate2d, the adjoint identity, PyTorch), NaN and inf, dtypes, odd
 shapes, batch 1 and argument checks."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -475,3 +479,34 @@ def test_tuned_serves_these_kernels_from_numba():
     for kernel in ("batchnorm_statistics", "batchnorm_forward", "batchnorm_backward", "dropout_forward",
                    "dropout_backward", "avgpool2d_forward", "avgpool2d_backward"):
         assert tuned.served_by[kernel] == "numba"
+
+
+@needs_numba
+def test_numba_cache_of_these_kernels_loads_in_the_next_process(tmp_path):
+    # Batch norm's cached kernels inline a parallel function (numba#8578 crashed calls to one);
+    # a fresh process that loads them from the cache, in either dtype and rank, gives loop.py's numbers.
+    script = (
+        "import numpy as np\n"
+        "from fcnn.kernels import get_backend, loop\n"
+        "numba = get_backend('numba')\n"
+        "for dtype in (np.float32, np.float64):\n"
+        "    for shape in ((4, 3), (2, 3, 4, 4)):\n"
+        "        x = (np.arange(np.prod(shape)).reshape(shape) % 7).astype(dtype)\n"
+        "        g = np.arange(1, 4).astype(dtype); b = np.ones(3, dtype)\n"
+        "        np.testing.assert_allclose(numba.batchnorm_forward(x, g, b), loop.batchnorm_forward(x, g, b), rtol=1e-5)\n"
+        "        for got, want in zip(numba.batchnorm_backward(x, x, g), loop.batchnorm_backward(x, x, g)):\n"
+        "            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)\n"
+        "        out, mask = numba.dropout_forward(x, 0.5, np.random.default_rng(0))\n"
+        "        assert np.array_equal(numba.dropout_backward(x, mask), loop.dropout_backward(x, mask))\n"
+        "    x = (np.arange(2 * 3 * 6 * 6).reshape(2, 3, 6, 6) % 5).astype(dtype)\n"
+        "    for size, stride in ((2, 2), (3, 2)):\n"
+        "        out = numba.avgpool2d_forward(x, size, stride)\n"
+        "        np.testing.assert_allclose(out, loop.avgpool2d_forward(x, size, stride), rtol=1e-6)\n"
+        "        np.testing.assert_allclose(numba.avgpool2d_backward(out, x, size, stride),\n"
+        "                                   loop.avgpool2d_backward(out, x, size, stride), rtol=1e-6)\n"
+    )
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    for attempt in ("compiles every kernel", "loads every kernel from the cache"):
+        result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
+        assert result.returncode == 0, f"the process that {attempt} failed ({result.returncode}): {result.stderr}"
+    assert list(tmp_path.rglob("*batchnorm_backward*")), "nothing was cached"

@@ -403,7 +403,8 @@ def avgpool2d_backward(dout, x, size=2, stride=None):
         for c in range(C):
             for i in range(H_out):
                 for j in range(W_out):
+                    share = dout[n, c, i, j] / (size * size)
                     for di in range(size):
                         for dj in range(size):
-                            dx[n, c, i * stride + di, j * stride + dj] += dout[n, c, i, j] / (size * size)
+                            dx[n, c, i * stride + di, j * stride + dj] += share
     return dx
