@@ -18,7 +18,8 @@ def test_the_updates_are_listed_and_their_references_pass():
 
 
 def adam_update_with(mistake):
-    """An adam_update with one mistake: no_correction, t_from_zero, t_minus_one, eps_inside, reset, corrected_moments, float64."""
+    """An adam_update with one mistake: no_correction, t_from_zero, t_minus_one, eps_inside, reset,
+    corrected_moments, float64."""
     def adam_update(w, dw, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
         if mistake == "reset":  # Alescontrela/Numpy-CNN's Adam: fresh moments every batch
             m, v = np.zeros_like(w), np.zeros_like(w)

@@ -374,12 +374,14 @@ def test_numba_backend_compiles_the_loop_source_itself():
         assert getattr(compiled, name).py_func.__code__ is getattr(loop, name).__code__, name
     # The statistics the batch norm kernels call are loop.py's, inlined; dropout_forward is loop.py's, run by Python.
     inlined = compiled.batchnorm_forward.py_func.__globals__["batchnorm_statistics"]
-    assert inlined.py_func.__code__ is loop.batchnorm_statistics.__code__ and inlined.targetoptions["inline"] == "always"
+    assert inlined.py_func.__code__ is loop.batchnorm_statistics.__code__
+    assert inlined.targetoptions["inline"] == "always"
     assert compiled.dropout_forward.__code__ is loop.dropout_forward.__code__
     assert compiled.dropout_forward.__globals__["dropout_forward_given_draws"] is compiled.dropout_forward_given_draws
     for fast_path, kernel in {"avgpool2d_forward_2x2": "avgpool2d_forward",
                               "avgpool2d_backward_2x2": "avgpool2d_backward"}.items():
-        assert getattr(compiled, fast_path).py_func.__globals__[kernel].py_func.__code__ is getattr(loop, kernel).__code__
+        inlined = getattr(compiled, fast_path).py_func.__globals__[kernel]
+        assert inlined.py_func.__code__ is getattr(loop, kernel).__code__, fast_path
 
 
 @needs_numba
@@ -421,7 +423,8 @@ def test_avgpool2d_matches_pytorch_forward_and_backward(backend, case):
     out = torch.nn.functional.avg_pool2d(xt, size, stride)
     out.backward(torch.tensor(dout))
     np.testing.assert_allclose(kernels.avgpool2d_forward(x, size, stride), out.detach().numpy(), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(kernels.avgpool2d_backward(dout, x, size, stride), xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(kernels.avgpool2d_backward(dout, x, size, stride), xt.grad.numpy(),
+                               rtol=1e-12, atol=1e-14)
 
 
 # ---- Argument checks -----------------------------------------------------------------------------
@@ -493,7 +496,8 @@ def test_numba_cache_of_these_kernels_loads_in_the_next_process(tmp_path):
         "    for shape in ((4, 3), (2, 3, 4, 4)):\n"
         "        x = (np.arange(np.prod(shape)).reshape(shape) % 7).astype(dtype)\n"
         "        g = np.arange(1, 4).astype(dtype); b = np.ones(3, dtype)\n"
-        "        np.testing.assert_allclose(numba.batchnorm_forward(x, g, b), loop.batchnorm_forward(x, g, b), rtol=1e-5)\n"
+        "        np.testing.assert_allclose(numba.batchnorm_forward(x, g, b), loop.batchnorm_forward(x, g, b),\n"
+        "                                   rtol=1e-5)\n"
         "        for got, want in zip(numba.batchnorm_backward(x, x, g), loop.batchnorm_backward(x, x, g)):\n"
         "            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)\n"
         "        out, mask = numba.dropout_forward(x, 0.5, np.random.default_rng(0))\n"

@@ -30,8 +30,8 @@ def adam_cases():
         Case(ADAM_LATER_CASE, (random(rng, shape), random(rng, shape), m, v, 5, 0.01),
              "This is the first case whose m and v are not 0: they carry the steps before, "
              "m = beta1 * m + (1 - beta1) * dw."),
-        Case("step t = 1000: the bias corrections have faded", (random(rng, shape), random(rng, shape), m, v, 1000, 0.01),
-             None),
+        Case("step t = 1000: the bias corrections have faded",
+             (random(rng, shape), random(rng, shape), m, v, 1000, 0.01)),
         Case(ADAM_TINY_CASE, (random(rng, shape), 1e-4 * random(rng, shape), 1e-4 * tiny_m, 1e-8 * tiny_v, 3, 0.01),
              "Tiny gradients: v_hat is near eps, so where eps goes decides the step; it is added to "
              "sqrt(v_hat), outside the square root."),
