@@ -164,6 +164,88 @@ CONV2D_RELU_MAXPOOL2D_BACKWARD = """The backward of conv2d_relu_maxpool2d_forwar
     """
 
 
+def check_number(kernel, name, value, low, high=None, low_inclusive=True):
+    """`value` must be a finite real number in [low, high) ((low, high) when not low_inclusive); bool is refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{kernel}: {name} must be a number; got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{kernel}: {name} must be finite; got {value}")
+    too_low = value < low if low_inclusive else value <= low
+    if too_low or (high is not None and value >= high):
+        interval = f"{'[' if low_inclusive else '('}{low}, {high})" if high is not None else None
+        expected = f"in {interval}" if interval else f"{'>=' if low_inclusive else '>'} {low}"
+        raise ValueError(f"{kernel}: {name} must be {expected}; got {value}")
+
+
+def _check_batch(kernel, x):
+    """x must be (N, C) or (N, C, H, W) with more than one value per channel: a batch to take statistics of."""
+    if isinstance(x, np.ndarray) and x.ndim not in (2, 4):
+        raise ValueError(f"{kernel}: x must be (N, C) or (N, C, H, W); got shape {x.shape}")
+    check_array(kernel, "x", x, getattr(x, "ndim", 2))
+    if x.size // max(x.shape[1], 1) < 2:
+        raise ValueError(f"{kernel}: x must have more than one value per channel (N*H*W > 1) for batch "
+                         f"statistics; got shape {x.shape}")
+
+
+def check_batchnorm_statistics(x):
+    _check_batch("batchnorm_statistics", x)
+    return _contiguous(x)
+
+
+def _check_batchnorm(kernel, x, gamma, eps):
+    """Check x (a batch, see _check_batch), gamma (C,) and eps > 0."""
+    _check_batch(kernel, x)
+    check_array(kernel, "gamma", gamma, 1, x.dtype)
+    if gamma.shape != (x.shape[1],):
+        raise ValueError(f"{kernel}: gamma must have shape ({x.shape[1]},), one per channel of x; got {gamma.shape}")
+    check_number(kernel, "eps", eps, 0, low_inclusive=False)
+
+
+def check_batchnorm_forward(x, gamma, beta, eps=1e-5):
+    _check_batchnorm("batchnorm_forward", x, gamma, eps)
+    check_array("batchnorm_forward", "beta", beta, 1, x.dtype)
+    if beta.shape != gamma.shape:
+        raise ValueError(f"batchnorm_forward: beta must have shape {gamma.shape}, as gamma; got {beta.shape}")
+    return (*_contiguous(x, gamma, beta), float(eps))
+
+
+def check_batchnorm_backward(dout, x, gamma, eps=1e-5):
+    _check_batchnorm("batchnorm_backward", x, gamma, eps)
+    check_array("batchnorm_backward", "dout", dout, x.ndim, x.dtype)
+    if dout.shape != x.shape:
+        raise ValueError(f"batchnorm_backward: dout must have the shape of x {x.shape}; got {dout.shape}")
+    return (*_contiguous(dout, x, gamma), float(eps))
+
+
+def check_dropout_forward(x, rate, rng):
+    check_array("dropout_forward", "x", x, getattr(x, "ndim", 1))
+    check_number("dropout_forward", "rate", rate, 0, 1)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"dropout_forward: rng must be a numpy.random.Generator (np.random.default_rng(seed)); "
+                         f"got {type(rng).__name__}")
+    return (*_contiguous(x), float(rate), rng)
+
+
+def check_dropout_backward(dout, mask):
+    check_array("dropout_backward", "dout", dout, getattr(dout, "ndim", 1))
+    check_array("dropout_backward", "mask", mask, dout.ndim, dout.dtype)
+    if mask.shape != dout.shape:
+        raise ValueError(f"dropout_backward: mask must have the shape of dout {dout.shape}; got {mask.shape}")
+    return _contiguous(dout, mask)
+
+
+def check_avgpool2d_forward(x, size=2, stride=None):
+    check_array("avgpool2d_forward", "x", x, 4)
+    pooled_shape("avgpool2d_forward", x.shape, size, stride)
+    return (*_contiguous(x), int(size), int(size if stride is None else stride))
+
+
+def check_avgpool2d_backward(dout, x, size=2, stride=None):
+    check_array("avgpool2d_backward", "x", x, 4)
+    check_dout("avgpool2d_backward", dout, pooled_shape("avgpool2d_backward", x.shape, size, stride), x.dtype)
+    return (*_contiguous(dout, x), int(size), int(size if stride is None else stride))
+
+
 @dataclass(frozen=True)
 class Kernel:
     """One kernel of the contract: check(*args, **kwargs) -> the implementation's arguments; doc its docstring.
@@ -186,4 +268,11 @@ KERNELS = {
     "maxpool2d_backward": Kernel(check_maxpool2d_backward, loop.maxpool2d_backward.__doc__),
     "conv2d_relu_maxpool2d_forward": Kernel(check_conv2d_relu_maxpool2d_forward, CONV2D_RELU_MAXPOOL2D_FORWARD, True),
     "conv2d_relu_maxpool2d_backward": Kernel(check_conv2d_relu_maxpool2d_backward, CONV2D_RELU_MAXPOOL2D_BACKWARD, True),
+    "batchnorm_statistics": Kernel(check_batchnorm_statistics, loop.batchnorm_statistics.__doc__),
+    "batchnorm_forward": Kernel(check_batchnorm_forward, loop.batchnorm_forward.__doc__),
+    "batchnorm_backward": Kernel(check_batchnorm_backward, loop.batchnorm_backward.__doc__),
+    "dropout_forward": Kernel(check_dropout_forward, loop.dropout_forward.__doc__),
+    "dropout_backward": Kernel(check_dropout_backward, loop.dropout_backward.__doc__),
+    "avgpool2d_forward": Kernel(check_avgpool2d_forward, loop.avgpool2d_forward.__doc__),
+    "avgpool2d_backward": Kernel(check_avgpool2d_backward, loop.avgpool2d_backward.__doc__),
 }

@@ -40,3 +40,24 @@ def maxpool2d_backward(dout, x, size, stride):
     if size == stride == 2:
         return compiled.maxpool2d_backward_2x2(dout, x)
     return compiled.maxpool2d_backward(dout, x, size, stride)
+
+
+batchnorm_statistics = compiled.batchnorm_statistics
+batchnorm_forward = compiled.batchnorm_forward
+batchnorm_backward = compiled.batchnorm_backward
+dropout_forward = compiled.dropout_forward
+dropout_backward = compiled.dropout_backward
+
+
+def avgpool2d_forward(x, size, stride):
+    """compiled_loop.avgpool2d_forward, or its 2x2 fast path."""
+    if size == stride == 2:
+        return compiled.avgpool2d_forward_2x2(x)
+    return compiled.avgpool2d_forward(x, size, stride)
+
+
+def avgpool2d_backward(dout, x, size, stride):
+    """compiled_loop.avgpool2d_backward, or its 2x2 fast path."""
+    if size == stride == 2:
+        return compiled.avgpool2d_backward_2x2(dout, x)
+    return compiled.avgpool2d_backward(dout, x, size, stride)
