@@ -1,7 +1,7 @@
 """The ladder from a pytest-benchmark JSON file: a table and a chart, time per image and share of peak per rung.
 
     python -m pytest bench/test_ladder_bench.py --benchmark-json ladder.json
-    python bench/ladder_chart.py ladder.json [--stat min] [--peak-gflops 157] [--chart docs/images/ladder.png]
+    python bench/ladder_chart.py ladder.json [--stat min] [--peak-gflops 230] [--chart docs/images/ladder.png]
 
 Reads the groups whose name starts with "ladder:" (bench/test_ladder_bench.py); rungs in ladder
 order, PyTorch's conv2d last. The table's "vs PyTorch" is PyTorch's time / the rung's time.
@@ -10,7 +10,7 @@ order, PyTorch's conv2d last. The table's "vs PyTorch" is PyTorch's time / the r
 import argparse
 import sys
 
-from report import STATS, cpu_peak_gflops, human_time, ratio, read_benchmarks, rows_of
+from report import STATS, human_time, peak_of, ratio, read_benchmarks, rows_of
 
 
 def ladder_rows(benchmarks, stat, peak_gflops):
@@ -44,7 +44,7 @@ def markdown_table(rows, stat, peak_gflops):
     return "\n".join(lines)
 
 
-def draw(rows, path, stat):
+def draw(rows, path, stat, peak_gflops):
     """One row of two panels per shape: time per image (log scale) and share of peak, per rung."""
     import matplotlib
 
@@ -72,7 +72,7 @@ def draw(rows, path, stat):
         peak_axis.set_yticks(positions, [])
         peak_axis.invert_yaxis()
         peak_axis.set_xlim(0, 100)
-        peak_axis.set_xlabel("% of nominal fp32 peak")
+        peak_axis.set_xlabel(f"% of the fp32 peak ({peak_gflops:g} GFLOP/s)")
         for position, row, share in zip(positions, members, shares):
             peak_axis.text(share, position, f" {row['gflops']:.3g} GFLOP/s", va="center", fontsize=8)
     figure.tight_layout()
@@ -85,27 +85,25 @@ def main(argv=None):
     parser.add_argument("result", help="JSON written by pytest bench/test_ladder_bench.py --benchmark-json RESULT.json")
     parser.add_argument("--stat", choices=STATS, default="min", help="which timing statistic to report (default min)")
     parser.add_argument(
-        "--peak-gflops", type=float, help="fp32 peak to compare against (default: nominal, from /proc/cpuinfo)"
+        "--peak-gflops", type=float, help="fp32 peak to compare against (default: measured, bench/roofline.py)"
     )
     parser.add_argument("--chart", metavar="PATH", help="also draw the chart to PATH (needs matplotlib)")
     args = parser.parse_args(argv)
-    if args.peak_gflops:
-        peak, how = args.peak_gflops, f"fp32 peak {args.peak_gflops:g} GFLOP/s, as given by --peak-gflops"
-    else:
-        peak, how = cpu_peak_gflops()
     try:
         benchmarks = read_benchmarks(args.result)
     except ValueError as error:
         parser.error(str(error))
+    peak, peak_lines = peak_of(benchmarks, args.peak_gflops)
     try:
         rows = ladder_rows(benchmarks, args.stat, peak)
     except ValueError as error:
         parser.error(f"{args.result}: {error}")
     print(markdown_table(rows, args.stat, peak))
     print()
-    print(f"Share of peak: useful FLOP per image (2 per multiply-add) / time per image, against the {how}.")
+    print("GFLOP/s: useful FLOP per image (2 per multiply-add) / time per image.")
+    print("\n".join(peak_lines))
     if args.chart:
-        draw(rows, args.chart, args.stat)
+        draw(rows, args.chart, args.stat, peak)
         print(f"chart written to {args.chart}")
     return 0
 
