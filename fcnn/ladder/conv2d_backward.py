@@ -101,15 +101,13 @@ def weights_wide_rows(dout, x, w, stride=1, pad=0):
     return _weights_wide_rows(dout, x, w, pad)
 
 
-def _weights_images_in_parallel_kernel(dout, x, w, pad, chunks):
-    """Rung 4's compiled kernel: rung 3's sums, the images split in `chunks` (one per thread)."""
-    N, C, H, W = x.shape
-    F, _, KH, KW = w.shape
-    Hp, Wp, _, _, P = wide_sizes(H, W, KH, KW, pad)
-    partial_dw = np.zeros((chunks, F, C, KH, KW), dtype=w.dtype)
-    partial_db = np.zeros((chunks, F), dtype=w.dtype)
+@numba.njit(inline="always")
+def _sum_over_images_in_chunks(dout, x, pad, Hp, Wp, P, partial_dw, partial_db):
+    """(dw, db) from chunks of images summed apart, chunk k taking images k, k + T, ... (T chunks)."""
+    chunks = partial_dw.shape[0]
+    F = partial_dw.shape[1]
     for chunk in numba.prange(chunks):
-        for n in range(chunk, N, chunks):
+        for n in range(chunk, x.shape[0], chunks):
             xpad = padded_planes(x[n], pad, Hp, Wp)
             for f in range(F):
                 _add_image_weight_gradient(dout[n], xpad, Wp, P, partial_dw[chunk], partial_db[chunk], f)
@@ -119,6 +117,16 @@ def _weights_images_in_parallel_kernel(dout, x, w, pad, chunks):
         dw += partial_dw[chunk]
         db += partial_db[chunk]
     return dw, db
+
+
+def _weights_images_in_parallel_kernel(dout, x, w, pad, chunks):
+    """Rung 4's compiled kernel: rung 3's sums, the images split in `chunks` (one per thread)."""
+    N, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    Hp, Wp, _, _, P = wide_sizes(H, W, KH, KW, pad)
+    partial_dw = np.zeros((chunks, F, C, KH, KW), dtype=w.dtype)
+    partial_db = np.zeros((chunks, F), dtype=w.dtype)
+    return _sum_over_images_in_chunks(dout, x, pad, Hp, Wp, P, partial_dw, partial_db)
 
 
 _weights_images_in_parallel = compile_variant(
@@ -140,24 +148,13 @@ def weights_images_in_parallel(dout, x, w, stride=1, pad=0):
 
 @functools.cache
 def _weights_sizes_constant_kernel(C, H, W, F, KH, KW, pad):
-    """Rung 5's kernel for one layer shape: rung 4's loops, its sizes captured as constants."""
+    """Rung 5's kernel for one layer shape: rung 4's loop nest, inlined, its sizes captured as constants."""
     Hp, Wp, _, _, P = wide_sizes(H, W, KH, KW, pad)
 
     def kernel(dout, x, w, chunks):
-        N = x.shape[0]
         partial_dw = np.zeros((chunks, F, C, KH, KW), dtype=w.dtype)
         partial_db = np.zeros((chunks, F), dtype=w.dtype)
-        for chunk in numba.prange(chunks):
-            for n in range(chunk, N, chunks):
-                xpad = padded_planes(x[n], pad, Hp, Wp)
-                for f in range(F):
-                    _add_image_weight_gradient(dout[n], xpad, Wp, P, partial_dw[chunk], partial_db[chunk], f)
-        dw = partial_dw[0].copy()
-        db = partial_db[0].copy()
-        for chunk in range(1, chunks):
-            dw += partial_dw[chunk]
-            db += partial_db[chunk]
-        return dw, db
+        return _sum_over_images_in_chunks(dout, x, pad, Hp, Wp, P, partial_dw, partial_db)
 
     return compile_variant(kernel, "ladder_weights_sizes_constant", **WEIGHT_OPTIONS)
 
