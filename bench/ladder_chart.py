@@ -1,10 +1,10 @@
 """The ladder from a pytest-benchmark JSON file: a table and a chart, time per image and share of peak per rung.
 
-    python -m pytest bench/test_ladder_bench.py --benchmark-json ladder.json
+    python -m pytest bench/test_ladder_bench.py bench/test_roofline_bench.py --benchmark-json ladder.json
     python bench/ladder_chart.py ladder.json [--stat min] [--peak-gflops 230] [--chart docs/images/ladder.png]
 
 Reads the groups whose name starts with "ladder:" (bench/test_ladder_bench.py); rungs in ladder
-order, PyTorch's conv2d last. The table's "vs PyTorch" is PyTorch's time / the rung's time.
+order, PyTorch last. The table's "vs PyTorch" is PyTorch's time / the rung's time.
 """
 
 import argparse
@@ -27,6 +27,13 @@ def ladder_rows(benchmarks, stat, peak_gflops):
     return sorted(rows, key=lambda row: (groups.index(row["group"]), row["rung"] or len(rows)))
 
 
+def rung_label(row, code="`"):
+    """'3. wide rows', or PyTorch's call: F.conv2d in the forward groups, autograd in the backward ones."""
+    if row["rung"]:
+        return f"{row['rung']}. {row['backend']}"
+    return f"PyTorch {code}F.conv2d{code}" if " forward " in row["group"] else "PyTorch autograd backward"
+
+
 def markdown_table(rows, stat, peak_gflops):
     lines = [
         f"| shape | rung | time / image ({stat}) | GFLOP/s | share of {peak_gflops:.0f} GFLOP/s | vs PyTorch |",
@@ -36,7 +43,7 @@ def markdown_table(rows, stat, peak_gflops):
     for row in rows:
         group = row["group"].removeprefix("ladder: ") if row["group"] != previous_group else ""
         previous_group = row["group"]
-        name = f"{row['rung']}. {row['backend']}" if row["rung"] else "PyTorch `F.conv2d`"
+        name = rung_label(row)
         lines.append(
             f"| {group} | {name} | {human_time(row['seconds_per_image'])} | {row['gflops']:.3g} "
             f"| {100 * row['share_of_peak']:.2g} % | {ratio(row['speedup_over_torch'])} |"
@@ -55,7 +62,7 @@ def draw(rows, path, stat, peak_gflops):
     figure, axes = plt.subplots(len(groups), 2, figsize=(12, 3.2 * len(groups)), squeeze=False)
     for (time_axis, peak_axis), group in zip(axes, groups):
         members = [row for row in rows if row["group"] == group]
-        labels = [f"{row['rung']}. {row['backend']}" if row["rung"] else "PyTorch F.conv2d" for row in members]
+        labels = [rung_label(row, code="") for row in members]
         colours = ["tab:orange" if not row["rung"] else "tab:blue" for row in members]
         positions = range(len(members))
         micros = [row["seconds_per_image"] * 1e6 for row in members]
