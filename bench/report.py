@@ -91,14 +91,22 @@ def peak_of(benchmarks, given=None):
     roofline, when = roofline_in(benchmarks), "in this benchmark run"
     if roofline is None:
         roofline, when = measure_roofline(), "now, by bench/roofline.py (the JSON holds no roofline benchmark)"
-    peak = roofline["peak_gflops"]
+    peak, threads = roofline["peak_gflops"], roofline["threads"]
+    cores = len(os.sched_getaffinity(0))
+    nominal_here = nominal * min(threads, cores) / cores  # the nominal figure of the cores the run used
     return peak, [
-        f"Share of peak is against the measured fp32 peak, {peak:g} GFLOP/s on {roofline['threads']} threads "
+        f"Share of peak is against the measured fp32 peak, {peak:g} GFLOP/s on {plural(threads, 'thread')} "
         f"({roofline['peak_gflops_per_core']:g} on one; an FMA loop of {roofline['vector_bits']}-bit vectors, "
         f"the width numba generates), measured {when}.",
         f"Memory bandwidth, measured {when}: {roofline['bandwidth_gbs']:g} GB/s (triad over {roofline['triad_mib']} MiB).",
-        f"Beside it, the {nominal_how}: the measured peak is {100 * peak / nominal:.0f} % of it.",
+        f"Beside it, the {nominal_how}; for the {plural(min(threads, cores), 'core')} the run used that is "
+        f"{nominal_here:.0f}, and the measured peak is {100 * peak / nominal_here:.0f} % of it.",
     ]
+
+
+def plural(count, noun):
+    """'1 thread', '2 threads'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def rows_of(benchmarks, stat, peak_gflops):
