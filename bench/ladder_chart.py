@@ -1,7 +1,7 @@
 """The ladder from a pytest-benchmark JSON file: a table and a chart, time per image and share of peak per rung.
 
     python -m pytest bench/test_ladder_bench.py bench/test_roofline_bench.py --benchmark-json ladder.json
-    python bench/ladder_chart.py ladder.json [--stat min] [--peak-gflops 230] [--chart docs/images/ladder.png]
+    python bench/ladder_chart.py ladder.json [--stat min] [--peak-gflops 230] [--only backward] [--chart docs/images/ladder.png]
 
 Reads the groups whose name starts with "ladder:" (bench/test_ladder_bench.py); rungs in ladder
 order, PyTorch last. The table's "vs PyTorch" is PyTorch's time / the rung's time.
@@ -13,11 +13,11 @@ import sys
 from report import STATS, human_time, peak_of, ratio, read_benchmarks, rows_of
 
 
-def ladder_rows(benchmarks, stat, peak_gflops):
-    """bench/report.py's rows for the ladder groups, each with its rung number (PyTorch last)."""
-    ladder = [benchmark for benchmark in benchmarks if benchmark["group"].startswith("ladder:")]
+def ladder_rows(benchmarks, stat, peak_gflops, only=""):
+    """bench/report.py's rows for the ladder groups (those whose name holds `only`), each with its rung number (PyTorch last)."""
+    ladder = [benchmark for benchmark in benchmarks if benchmark["group"].startswith("ladder:") and only in benchmark["group"]]
     if not ladder:
-        raise ValueError("no benchmark group starts with 'ladder:' (run bench/test_ladder_bench.py)")
+        raise ValueError(f"no benchmark group starts with 'ladder:' and holds {only!r} (run bench/test_ladder_bench.py)")
     rung_of = {(b["group"], b["extra_info"]["backend"]): b["extra_info"]["rung"] for b in ladder}
     rows = rows_of(ladder, stat, peak_gflops)
     groups = list(dict.fromkeys(row["group"] for row in rows))
@@ -94,6 +94,7 @@ def main(argv=None):
     parser.add_argument(
         "--peak-gflops", type=float, help="fp32 peak to compare against (default: measured, bench/roofline.py)"
     )
+    parser.add_argument("--only", default="", metavar="TEXT", help="only the ladder groups whose name holds TEXT (e.g. backward)")
     parser.add_argument("--chart", metavar="PATH", help="also draw the chart to PATH (needs matplotlib)")
     args = parser.parse_args(argv)
     try:
@@ -102,7 +103,7 @@ def main(argv=None):
         parser.error(str(error))
     peak, peak_lines = peak_of(benchmarks, args.peak_gflops)
     try:
-        rows = ladder_rows(benchmarks, args.stat, peak)
+        rows = ladder_rows(benchmarks, args.stat, peak, args.only)
     except ValueError as error:
         parser.error(f"{args.result}: {error}")
     print(markdown_table(rows, args.stat, peak))
