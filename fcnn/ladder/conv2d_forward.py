@@ -8,7 +8,6 @@ rung's figures and why it helps, or not.
 """
 
 import functools
-from typing import Callable, NamedTuple, Optional
 
 import numba
 import numpy as np
@@ -17,29 +16,12 @@ from fcnn.kernels import compiled_loop
 from fcnn.kernels.tuned.conv_forward import compile_variant
 from fcnn.kernels.tuned.conv_forward import conv2d_forward as two_filters
 from fcnn.ladder.layout import padded_planes, store_wide_rows, wide_sizes
+from fcnn.ladder.rung import Rung
 
 # Every compiled rung: numba.prange runs the batch on both cores; fastmath={"contract"} lets
 # `a += w * x` be one fused multiply-add (as the numba backend compiles loop.py); no
 # ZeroDivisionError checks, which would be branches in the hot loops.
 OPTIONS = dict(parallel=True, fastmath={"contract"}, error_model="numpy")
-
-
-class Rung(NamedTuple):
-    """One step of a ladder: its name, its kernel (the contract's signature), and the rung it transforms.
-
-    builds_on is None for the first rung. A side branch is a rung no later rung builds on (a
-    dead end kept for what it teaches); the last rung is the top, not a branch.
-    """
-
-    name: str
-    function: Callable
-    builds_on: Optional[str]
-
-
-def side_branches(rungs):
-    """The names of the rungs of `rungs` that no later rung builds on, the last rung excepted."""
-    built_on = {rung.builds_on for rung in rungs}
-    return [rung.name for rung in rungs[:-1] if rung.name not in built_on]
 
 
 def compiled_as_is(x, w, b, stride=1, pad=0):
