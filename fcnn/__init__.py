@@ -7,10 +7,11 @@
     params = fcnn.sgd_step(params, grads, lr=0.1)
 
 Nothing mutates its inputs; randomness comes only from the seed or Generator you pass.
-fcnn.keep_freed_memory() is the one process-wide setting: call it at the start of a training
-script (see fcnn/memory.py).
+The library makes no process-wide setting on its own; fcnn.keep_freed_memory() (fcnn/memory.py)
+and fcnn.use_one_blas_thread() (fcnn/blas.py) are the two a training script calls at its start.
 """
 
+from fcnn.blas import use_one_blas_thread
 from fcnn.data import DataFormatError, load_mnist, scale
 from fcnn.kernels import available_backends, default_backend, get_backend
 from fcnn.losses import softmax_cross_entropy
@@ -27,13 +28,25 @@ from fcnn.model import (
     predict,
     resolve_arch,
 )
-from fcnn.optim import momentum_step, sgd_step, zeros_like
+from fcnn.optim import (
+    adam_step,
+    adam_update,
+    adamw_step,
+    momentum_step,
+    rmsprop_step,
+    rmsprop_update,
+    sgd_step,
+    zeros_like,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DataFormatError",
     "PRESETS",
+    "adam_step",
+    "adam_update",
+    "adamw_step",
     "available_backends",
     "backward",
     "default_backend",
@@ -49,8 +62,11 @@ __all__ = [
     "param_shapes",
     "predict",
     "resolve_arch",
+    "rmsprop_step",
+    "rmsprop_update",
     "scale",
     "sgd_step",
     "softmax_cross_entropy",
+    "use_one_blas_thread",
     "zeros_like",
 ]

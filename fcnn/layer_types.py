@@ -1,8 +1,9 @@
 """Every layer type as one small unit: its keys, its output shape, its parameters, forward, backward.
 
-fcnn.model runs a network by looking each layer's type up in LAYER_TYPES and calling these,
-in order for forward and in reverse for backward; nothing else in the model depends on the type.
-Adding a layer type is adding one class here (plus its tests).
+fcnn.model runs a network as a list of units, calling these in order for forward and in reverse
+for backward; nothing else in the model depends on the type. Adding a layer type is adding one
+class here (plus its tests). fuse() rewrites the layer list for a backend that runs several
+layers as one (tuned: conv -> ReLU -> max-pool), so that fusion is a unit like any other.
 """
 
 import math
@@ -13,8 +14,6 @@ from fcnn import layers
 
 # The value of a key that has no default.
 REQUIRED = object()
-# Every layer with parameters has exactly these two arrays (the optimisers and checkpoints rely on it).
-PARAM_KEYS = ("w", "b")
 
 
 class LayerType:
@@ -25,13 +24,16 @@ class LayerType:
         ValueError (fcnn.model adds the layer's position) for a value that cannot work.
     output_shape(spec, shape) -> the shape of one sample after the layer, from its shape before;
         ValueError (fcnn.model adds the layer's name) if the input does not fit.
-    param_shapes(spec, shape) -> {"w": shape, "b": shape} for one input sample of `shape`;
+    param_shapes(spec, shape) -> {name: shape} of every parameter array ({"w": ..., "b": ...};
+        any names: batch norm's would be gamma and beta) for one input sample of `shape`;
         None for a layer without parameters.
-    forward(kernels, spec, params, x) -> out, for a batch x; params is this layer's {"w", "b"}
-        (None without parameters), kernels the backend's (fcnn.kernels.get_backend).
-    backward(kernels, spec, params, x, dout, need_dx) -> (dx, grads): x is the layer's input in
-        forward, dout is d(loss)/d(out); grads are shaped like params ({} without parameters);
-        dx may be None when need_dx is False (the layer's input is the data).
+    init(shapes, rng, dtype) -> {name: array} of those shapes, drawn from the Generator rng.
+    forward(kernels, spec, params, x) -> (out, cache), for a batch x; params is this layer's
+        arrays (None without parameters), kernels the backend's (fcnn.kernels.get_backend);
+        cache is what backward needs (most layers: x).
+    backward(kernels, spec, params, cache, dout, need_dx) -> (dx, grads): dout is
+        d(loss)/d(out); grads are shaped like params ({} without parameters); dx may be None
+        when need_dx is False (the layer's input is the data).
     """
 
     keys = {}
@@ -40,6 +42,11 @@ class LayerType:
     @staticmethod
     def resolve(spec):
         return spec
+
+
+def he_normal(rng, shape, fan_in, dtype):
+    """Normal weights of std sqrt(2 / fan_in) (He et al., for ReLU networks), fan_in the inputs each output sums."""
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
 
 
 def check_int(key, value, minimum):
@@ -81,8 +88,13 @@ class Conv(LayerType):
         return {"w": (spec["filters"], shape[0], KH, KW), "b": (spec["filters"],)}
 
     @staticmethod
+    def init(shapes, rng, dtype):
+        """He-normal w (fan_in = C*KH*KW), zero b."""
+        return {"w": he_normal(rng, shapes["w"], math.prod(shapes["w"][1:]), dtype), "b": np.zeros(shapes["b"], dtype)}
+
+    @staticmethod
     def forward(kernels, spec, params, x):
-        return kernels.conv2d_forward(x, params["w"], params["b"], spec["stride"], spec["pad"])
+        return kernels.conv2d_forward(x, params["w"], params["b"], spec["stride"], spec["pad"]), x
 
     @staticmethod
     def backward(kernels, spec, params, x, dout, need_dx):
@@ -102,7 +114,7 @@ class ReLU(LayerType):
 
     @staticmethod
     def forward(kernels, spec, params, x):
-        return layers.relu_forward(x)
+        return layers.relu_forward(x), x
 
     @staticmethod
     def backward(kernels, spec, params, x, dout, need_dx):
@@ -134,7 +146,7 @@ class MaxPool(LayerType):
 
     @staticmethod
     def forward(kernels, spec, params, x):
-        return kernels.maxpool2d_forward(x, spec["size"], spec["stride"])
+        return kernels.maxpool2d_forward(x, spec["size"], spec["stride"]), x
 
     @staticmethod
     def backward(kernels, spec, params, x, dout, need_dx):
@@ -150,11 +162,11 @@ class Flatten(LayerType):
 
     @staticmethod
     def forward(kernels, spec, params, x):
-        return x.reshape(len(x), -1)
+        return x.reshape(len(x), math.prod(x.shape[1:])), x.shape
 
     @staticmethod
-    def backward(kernels, spec, params, x, dout, need_dx):
-        return dout.reshape(x.shape), {}
+    def backward(kernels, spec, params, shape, dout, need_dx):
+        return dout.reshape(shape), {}
 
 
 class Dense(LayerType):
@@ -178,8 +190,13 @@ class Dense(LayerType):
         return {"w": (shape[0], spec["units"]), "b": (spec["units"],)}
 
     @staticmethod
+    def init(shapes, rng, dtype):
+        """He-normal w (fan_in = D), zero b."""
+        return {"w": he_normal(rng, shapes["w"], shapes["w"][0], dtype), "b": np.zeros(shapes["b"], dtype)}
+
+    @staticmethod
     def forward(kernels, spec, params, x):
-        return layers.dense_forward(x, params["w"], params["b"])
+        return layers.dense_forward(x, params["w"], params["b"]), x
 
     @staticmethod
     def backward(kernels, spec, params, x, dout, need_dx):
@@ -188,3 +205,55 @@ class Dense(LayerType):
 
 
 LAYER_TYPES = {"conv": Conv, "relu": ReLU, "maxpool": MaxPool, "flatten": Flatten, "dense": Dense}
+
+
+class ConvReluMaxPool(LayerType):
+    """conv -> ReLU -> max-pool as one unit, for a backend that offers the fused kernels (tuned).
+
+    The same numbers with fewer passes over memory: the cache keeps the conv's input x and its
+    output z (the ReLU's input); the pool's input, relu(z), is never made. The unit carries the
+    conv layer's name and parameters. spec: {"type": "conv_relu_maxpool", "conv": the conv's
+    spec, "maxpool": the pool's}. Made only by fuse(), never written in an architecture.
+    """
+
+    @staticmethod
+    def param_shapes(spec, shape):
+        return Conv.param_shapes(spec["conv"], shape)
+
+    @staticmethod
+    def forward(kernels, spec, params, x):
+        conv, pool = spec["conv"], spec["maxpool"]
+        out, z = kernels.conv2d_relu_maxpool2d_forward(
+            x, params["w"], params["b"], conv["stride"], conv["pad"], pool["size"], pool["stride"]
+        )
+        return out, (x, z)
+
+    @staticmethod
+    def backward(kernels, spec, params, cache, dout, need_dx):
+        (x, z), conv, pool = cache, spec["conv"], spec["maxpool"]
+        dx, dw, db = kernels.conv2d_relu_maxpool2d_backward(
+            dout, x, z, params["w"], conv["stride"], conv["pad"], pool["size"], pool["stride"], input_gradient=need_dx
+        )
+        return dx, {"w": dw, "b": db}
+
+
+def fuse(layer_list, kernels):
+    """The units a backend runs: layer_list's (name, spec, layer type) with every conv -> relu ->
+    maxpool run replaced by one ConvReluMaxPool unit where `kernels` offer the fused kernels.
+
+    Elsewhere (the fused kernel None or absent) the units are the layers themselves.
+    """
+    if getattr(kernels, "conv2d_relu_maxpool2d_forward", None) is None:
+        return list(layer_list)
+    units = []
+    position = 0
+    while position < len(layer_list):
+        run = layer_list[position:position + 3]
+        if [spec["type"] for _, spec, _ in run] == ["conv", "relu", "maxpool"]:
+            (name, conv, _), _, (_, pool, _) = run
+            units.append((name, {"type": "conv_relu_maxpool", "conv": conv, "maxpool": pool}, ConvReluMaxPool))
+            position += 3
+        else:
+            units.append(layer_list[position])
+            position += 1
+    return units

@@ -21,12 +21,14 @@ def softmax_cross_entropy(logits, labels):
         raise ValueError(f"softmax_cross_entropy: logits must be float32 or float64; got {logits.dtype}")
     labels = np.asarray(labels)
     N, K = logits.shape
+    if N == 0:
+        raise ValueError("softmax_cross_entropy: logits hold no samples; the mean loss of an empty batch is undefined")
     if labels.shape != (N,) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(
             f"softmax_cross_entropy: labels must be ({N},) integers; "
             f"got shape {labels.shape} dtype {labels.dtype}"
         )
-    if N and (labels.min() < 0 or labels.max() >= K):
+    if labels.min() < 0 or labels.max() >= K:
         raise ValueError(
             f"softmax_cross_entropy: labels must lie in 0..{K - 1}; "
             f"got values from {labels.min()} to {labels.max()}"

@@ -14,15 +14,12 @@ computes lives in fcnn.layer_types; this module runs the layers in order, and ch
 parameters and inputs fit the architecture before any kernel runs.
 """
 
-import functools
-import math
-
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from fcnn.kernels import get_backend
-from fcnn.layer_types import LAYER_TYPES, PARAM_KEYS, REQUIRED
+from fcnn.layer_types import LAYER_TYPES, REQUIRED, check_int, fuse
 from fcnn.losses import softmax_cross_entropy
+from fcnn.tree import tree_paths
 
 PRESETS = {
     # The original script's net (with biases): 26x26x8 after the conv, 13x13x8 = 1352 after the pool.
@@ -145,10 +142,10 @@ def _param_shapes(layer_list, input_shape):
 
 
 def init(arch, seed=0, dtype="float32", input_shape=MNIST_SHAPE):
-    """New parameters: He-scaled normal weights (std = sqrt(2 / fan_in)), zero biases.
+    """New parameters, each layer type's own (conv and dense: He-normal w, zero b).
 
-    fan_in is the number of inputs each output sums over, w.size / b.size: C*KH*KW for a conv,
-    D for a dense layer. arch: preset name or list of layer specs; seed: int or
+    He-normal: std = sqrt(2 / fan_in), fan_in the number of inputs each output sums over: C*KH*KW
+    for a conv, D for a dense layer. arch: preset name or list of layer specs; seed: int or
     numpy.random.Generator. Returns {"conv1": {"w": (F, C, KH, KW), "b": (F,)}, "dense1":
     {"w": (D, M), "b": (M,)}, ...}.
     """
@@ -156,16 +153,13 @@ def init(arch, seed=0, dtype="float32", input_shape=MNIST_SHAPE):
     if dtype not in FLOAT_DTYPES:
         raise ValueError(f"dtype must be float32 or float64; got {dtype}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    params = {}
-    for name, shapes in param_shapes(arch, input_shape).items():
-        fan_in = math.prod(shapes["w"]) // math.prod(shapes["b"])
-        w = rng.standard_normal(shapes["w"]) * np.sqrt(2.0 / fan_in)
-        params[name] = {"w": w.astype(dtype), "b": np.zeros(shapes["b"], dtype)}
-    return params
+    layer_list = _layers(arch)
+    types = {name: layer for name, _, layer in layer_list}
+    return {name: types[name].init(shapes, rng, dtype) for name, shapes in _param_shapes(layer_list, input_shape).items()}
 
 
-def as_images(x, dtype):
-    """x (N, C, H, W), or one channel as (N, H, W) or (N, 784) -> (N, C, H, W) of `dtype`.
+def as_images(x):
+    """x (N, C, H, W), or one channel as (N, H, W) or (N, 784) -> (N, C, H, W), a view of x.
 
     Raises ValueError for a non-float x or another shape.
     """
@@ -179,45 +173,43 @@ def as_images(x, dtype):
         x = x[:, None]
     if x.ndim != 4:
         raise ValueError(f"x must be images (N, C, H, W), (N, H, W) or (N, 784); got shape {x.shape}")
-    return x.astype(dtype, copy=False)
+    return x
 
 
-def _params_dtype(params, layer_list):
+def _params_dtype(params, layer_list, input_shape):
     """The one float dtype of params, once they are checked to hold what the architecture needs.
 
     params must be a dict with exactly the architecture's layers that have parameters, each
-    exactly {"w", "b"}, numpy arrays, all float32 or all float64. (Their shapes depend on the
-    input too: _check_param_shapes.) Raises ValueError naming the layer that does not fit.
+    holding exactly the arrays its layer type names, numpy arrays, all float32 or all float64.
+    (Their shapes: _check_param_shapes.) Raises ValueError naming the layer that does not fit.
     """
-    expected = [name for name, _, layer in layer_list if layer.param_shapes is not None]
+    expected = _param_shapes(layer_list, input_shape)
     if not isinstance(params, dict):
-        raise ValueError(f"params must be a dict with the layers {expected}; got {type(params).__name__}")
+        raise ValueError(f"params must be a dict with the layers {list(expected)}; got {type(params).__name__}")
     missing = [name for name in expected if name not in params]
     extra = [name for name in params if name not in expected]
     if missing or extra:
         raise ValueError(
-            f"params must have the layers {expected} of the architecture; got {list(params)}"
+            f"params must have the layers {list(expected)} of the architecture; got {list(params)}"
             + (f" (missing {missing})" if missing else "")
             + (f" (not in the architecture: {extra})" if extra else "")
         )
-    dtype = first = None
-    for name in expected:
+    for name, shapes in expected.items():
         arrays = params[name]
-        if not isinstance(arrays, dict) or sorted(arrays) != sorted(PARAM_KEYS):
+        if not isinstance(arrays, dict) or sorted(arrays) != sorted(shapes):
             got = sorted(arrays) if isinstance(arrays, dict) else type(arrays).__name__
-            raise ValueError(f"{name}: params must hold exactly the arrays {list(PARAM_KEYS)}; got {got}")
-        for key in PARAM_KEYS:
-            array = arrays[key]
-            if not isinstance(array, np.ndarray):
-                raise ValueError(f"{name}: {key} must be a numpy array; got {type(array).__name__}")
-            if array.dtype not in FLOAT_DTYPES:
-                raise ValueError(f"{name}: {key} must be float32 or float64; got {array.dtype}")
-            if dtype is None:
-                dtype, first = array.dtype, f"{name}.{key}"
-            elif array.dtype != dtype:
-                raise ValueError(
-                    f"{name}: {key} is {array.dtype} but {first} is {dtype}; all parameters must share one dtype"
-                )
+            raise ValueError(f"{name}: params must hold exactly the arrays {list(shapes)}; got {got}")
+    dtype = first = None
+    for (name, key), _ in tree_paths(expected):
+        array = params[name][key]
+        if not isinstance(array, np.ndarray):
+            raise ValueError(f"{name}: {key} must be a numpy array; got {type(array).__name__}")
+        if array.dtype not in FLOAT_DTYPES:
+            raise ValueError(f"{name}: {key} must be float32 or float64; got {array.dtype}")
+        if dtype is None:
+            dtype, first = array.dtype, f"{name}.{key}"
+        elif array.dtype != dtype:
+            raise ValueError(f"{name}: {key} is {array.dtype} but {first} is {dtype}; all parameters must share one dtype")
     return dtype
 
 
@@ -226,131 +218,108 @@ def _check_param_shapes(params, layer_list, input_shape):
 
     Raises ValueError naming the layer, e.g. "conv1: w must have shape (8, 1, 3, 3) ...; got (8, 1, 5, 5)".
     """
-    for name, shapes in _param_shapes(layer_list, input_shape).items():
-        for key, shape in shapes.items():
-            if params[name][key].shape != shape:
-                raise ValueError(
-                    f"{name}: {key} must have shape {shape} (the architecture's, for input samples of shape "
-                    f"{tuple(input_shape)}); got {params[name][key].shape}"
-                )
+    for (name, key), shape in tree_paths(_param_shapes(layer_list, input_shape)):
+        if params[name][key].shape != shape:
+            raise ValueError(
+                f"{name}: {key} must have shape {shape} (the architecture's, for input samples of shape "
+                f"{tuple(input_shape)}); got {params[name][key].shape}"
+            )
 
 
 def _fitted_images(params, x, layer_list):
     """x as (N, C, H, W) images of the params' dtype, once params and x are checked to fit the layers.
 
-    Raises ValueError naming the layer (or x) that does not fit; called before any kernel runs.
+    Raises ValueError naming the layer, or x, that does not fit; called before any kernel runs.
+    x is the one blamed when its samples do not fit the architecture, or when the parameters
+    would fit samples of another shape: x's with the channels the first conv takes, or MNIST's.
     """
-    images = as_images(x, _params_dtype(params, layer_list))
-    _check_param_shapes(params, layer_list, images.shape[1:])
-    return images
+    images = as_images(x)
+    sample_shape = images.shape[1:]
+    try:
+        _output_shapes(layer_list, sample_shape)
+    except ValueError as error:
+        raise ValueError(f"x: samples of shape {sample_shape} do not fit the architecture: {error}") from None
+    dtype = _params_dtype(params, layer_list, sample_shape)
+    try:
+        _check_param_shapes(params, layer_list, sample_shape)
+    except ValueError as error:
+        made_for = _fitting_sample_shape(params, layer_list, sample_shape)
+        if made_for is None:
+            raise
+        raise ValueError(
+            f"x: samples of shape {sample_shape} do not fit these parameters, made for samples of shape "
+            f"{made_for} ({error})"
+        ) from None
+    return images.astype(dtype, copy=False)
 
 
-@functools.cache
-def _blas_threads():
-    return ThreadpoolController()
+def _fitting_sample_shape(params, layer_list, sample_shape):
+    """A sample shape other than sample_shape that params fit, among the likely ones; else None.
 
-
-def _one_blas_thread(function):
-    """`function`, run with NumPy's BLAS limited to one thread.
-
-    The network's matrices are small: a second BLAS thread buys nothing, and on a busy
-    2-core machine each multi-threaded call can wait a whole OS time slice for a BLAS thread
-    that was put to sleep; numba kernels need no second pool spinning beside them either.
+    The likely ones: sample_shape with the channel count the first conv's w takes, and MNIST's
+    (C, 28, 28) with it.
     """
+    C, *spatial = sample_shape
+    first_conv = next((name for name, spec, _ in layer_list if spec["type"] == "conv"), None)
+    if first_conv is not None and params[first_conv]["w"].ndim == 4:
+        C = params[first_conv]["w"].shape[1]
+    for candidate in ((C, *spatial), (C, *MNIST_SHAPE[1:])):
+        if candidate == tuple(sample_shape):
+            continue
+        try:
+            _check_param_shapes(params, layer_list, candidate)
+        except ValueError:
+            continue
+        return candidate
+    return None
 
-    @functools.wraps(function)
-    def limited(*args, **kwargs):
-        with _blas_threads().limit(limits=1, user_api="blas"):
-            return function(*args, **kwargs)
 
-    return limited
-
-
-@_one_blas_thread
 def forward(params, x, arch, backend="numpy"):
     """Run the network: x (N, C, H, W) (or (N, H, W), (N, 784)) -> logits (N, K), cache.
 
-    Each layer's output is the next one's input: out = layer.forward(out). The cache holds what
-    backward needs: the resolved architecture, the backend's name and every layer's input.
+    The backend's units (the layers, or a fused run of them: fcnn.layer_types.fuse) in order,
+    each one's output the next one's input. The cache holds what backward needs: the resolved
+    architecture, the backend's name, the input's shape and every unit's own cache.
     """
     kernels = get_backend(backend)
     layer_list = _layers(arch)
     out = _fitted_images(params, x, layer_list)
-    fused = _fused_starts(layer_list, kernels)
-    inputs = []
-    position = 0
-    while position < len(layer_list):
-        name, spec, layer = layer_list[position]
-        if position in fused:
-            # conv -> relu -> maxpool in one call: the cache keeps the conv's input and output
-            # (the ReLU's input); the pool's input, relu(z), is never made.
-            pool = layer_list[position + 2][1]
-            pooled, z = kernels.conv2d_relu_maxpool2d_forward(
-                out, params[name]["w"], params[name]["b"], spec["stride"], spec["pad"], pool["size"], pool["stride"]
-            )
-            inputs += [out, z, None]
-            out = pooled
-            position += 3
-            continue
-        inputs.append(out)
-        out = layer.forward(kernels, spec, params.get(name), out)
-        position += 1
-    return out, {"arch": [spec for _, spec, _ in layer_list], "backend": backend, "inputs": inputs}
+    input_shape = out.shape
+    unit_caches = []
+    for name, spec, layer in fuse(layer_list, kernels):
+        out, unit_cache = layer.forward(kernels, spec, params.get(name), out)
+        unit_caches.append(unit_cache)
+    cache = {"arch": [spec for _, spec, _ in layer_list], "backend": backend, "input_shape": input_shape}
+    return out, {**cache, "units": unit_caches}
 
 
-def _fused_starts(layer_list, kernels):
-    """Positions of the conv layers followed by relu and maxpool, where the backend fuses the three.
-
-    A backend that offers conv2d_relu_maxpool2d (tuned does) runs them as one layer: the same
-    numbers with fewer passes over memory. Elsewhere the set is empty and every layer runs alone.
-    """
-    if kernels.conv2d_relu_maxpool2d_forward is None:
-        return set()
-    types = [spec["type"] for _, spec, _ in layer_list]
-    return {p for p in range(len(types) - 2) if types[p:p + 3] == ["conv", "relu", "maxpool"]}
-
-
-@_one_blas_thread
 def backward(params, cache, dlogits):
     """Gradients of the loss for every parameter, from forward's cache and d(loss)/d(logits).
 
-    The chain rule, layer by layer from the last: dout = d(loss)/d(the layer's output) becomes
-    d(loss)/d(its input). The first layer's input is the data, so its dx is not computed.
+    The chain rule, unit by unit from the last: dout = d(loss)/d(the unit's output) becomes
+    d(loss)/d(its input). The first unit's input is the data, so its dx is not computed.
     dlogits (N, K) -> a dict shaped exactly like params.
     """
-    if not isinstance(cache, dict) or set(cache) != {"arch", "backend", "inputs"}:
-        raise ValueError("cache must be the cache forward returned, {'arch', 'backend', 'inputs'}")
-    arch, inputs = cache["arch"], cache["inputs"]
+    if not isinstance(cache, dict) or set(cache) != {"arch", "backend", "input_shape", "units"}:
+        raise ValueError("cache must be the cache forward returned, {'arch', 'backend', 'input_shape', 'units'}")
+    N, *sample_shape = cache["input_shape"]
     kernels = get_backend(cache["backend"])
-    layer_list = _layers(arch)
-    _params_dtype(params, layer_list)
-    _check_param_shapes(params, layer_list, inputs[0].shape[1:])
-    logits_shape = (len(inputs[0]), *_output_shapes(layer_list, inputs[0].shape[1:])[-1])
+    layer_list = _layers(cache["arch"])
+    _params_dtype(params, layer_list, sample_shape)
+    _check_param_shapes(params, layer_list, sample_shape)
+    logits_shape = (N, *_output_shapes(layer_list, sample_shape)[-1])
     if not isinstance(dlogits, np.ndarray) or dlogits.shape != logits_shape:
         got = dlogits.shape if isinstance(dlogits, np.ndarray) else type(dlogits).__name__
         raise ValueError(f"dlogits must be an array of the logits' shape {logits_shape}; got {got}")
-    fused = _fused_starts(layer_list, kernels)
+    units = fuse(layer_list, kernels)
     grads = {}
     dout = dlogits
-    position = len(layer_list) - 1
-    while position >= 0:
-        if position - 2 in fused:
-            # The fused conv -> relu -> maxpool of forward, backwards in one call, from x and z.
-            name, spec, _ = layer_list[position - 2]
-            pool = layer_list[position][1]
-            dout, dw, db = kernels.conv2d_relu_maxpool2d_backward(
-                dout, inputs[position - 2], inputs[position - 1], params[name]["w"], spec["stride"], spec["pad"],
-                pool["size"], pool["stride"], input_gradient=position - 2 > 0,
-            )
-            grads[name] = {"w": dw, "b": db}
-            position -= 3
-            continue
-        name, spec, layer = layer_list[position]
-        x = inputs[position]
-        dout, layer_grads = layer.backward(kernels, spec, params.get(name), x, dout, need_dx=position > 0)
+    for position in reversed(range(len(units))):
+        name, spec, layer = units[position]
+        dout, unit_grads = layer.backward(kernels, spec, params.get(name), cache["units"][position], dout,
+                                          need_dx=position > 0)
         if layer.param_shapes is not None:
-            grads[name] = layer_grads
-        position -= 1
+            grads[name] = unit_grads
     return {name: grads[name] for name in params}
 
 
@@ -362,8 +331,19 @@ def loss_and_grads(params, x, labels, arch, backend="numpy"):
 
 
 def predict(params, x, arch, backend="numpy", batch_size=1000):
-    """Class indices (N,) for images x, computed batch_size images at a time."""
-    images = _fitted_images(params, x, _layers(arch))
+    """Class indices (N,) for images x, computed batch_size (an integer >= 1) images at a time.
+
+    The network's output must be class scores (N, K). An empty x gives an empty result.
+    """
+    check_int("batch_size", batch_size, 1)
+    layer_list = _layers(arch)
+    images = _fitted_images(params, x, layer_list)
+    output_shape = _output_shapes(layer_list, images.shape[1:])[-1]
+    if len(output_shape) != 1:
+        raise ValueError(
+            f"predict: the network's output must be class scores (N, K); its samples come out of "
+            f"{layer_list[-1][0]} with shape {output_shape} (end the architecture with flatten and dense)"
+        )
     predictions = [
         forward(params, images[start:start + batch_size], arch, backend)[0].argmax(axis=1)
         for start in range(0, len(images), batch_size)

@@ -1,44 +1,192 @@
 """Optimisers as pure functions: (params, grads[, state]) -> new params[, new state].
 
-Parameters, gradients and velocities are dicts of dicts of arrays with the same structure,
-for example {"conv1": {"w": ..., "b": ...}, "dense1": {...}}. Nothing is updated in place.
+Parameters, gradients, velocities and moments are trees (fcnn.tree) of the same structure, for
+example {"conv1": {"w": ..., "b": ...}, "dense1": {...}}; a layer's arrays may have any names.
+Nothing is updated in place. Every argument is checked by name before anything is computed.
+
+Each optimiser means what PyTorch's of the same name means, hyper-parameters included:
+    sgd_step, momentum_step   torch.optim.SGD (momentum, dampening 0, not Nesterov)
+    adam_step                 torch.optim.Adam      state {"t", "m", "v"}
+    adamw_step                torch.optim.AdamW     state {"t", "m", "v"}, decoupled weight decay
+    rmsprop_step              torch.optim.RMSprop   state {"s"} (not centered, no momentum)
+weight_decay, everywhere but AdamW, adds the gradient of the L2 penalty weight_decay/2 * p**2 to
+dp, as PyTorch does. The per-array updates adam_update and rmsprop_update are CS231n's form of
+the same formulas, one array at a time; the tree versions apply them to every array.
 """
+
+import math
 
 import numpy as np
 
+from fcnn.tree import describe_structure, tree_map, tree_paths, tree_structure, tree_unzip
 
-def _check_same_structure(name, params, other):
-    if params.keys() != other.keys() or any(params[k].keys() != other[k].keys() for k in params):
+
+def check_number(function, name, value, minimum, below=None):
+    """value must be a finite real number >= minimum (and < below, if given); bool is refused."""
+    is_real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    upper = "" if below is None else f" and < {below}"
+    if not is_real or not math.isfinite(value) or value < minimum or (below is not None and value >= below):
+        raise ValueError(f"{function}: {name} must be a finite number >= {minimum}{upper}; got {value!r}")
+
+
+def check_like_params(function, name, params, tree):
+    """tree (grads, velocity, a moment) must have params' structure, and at every path a float
+    array of the shape of params' array there. Raises ValueError naming the path, e.g. conv1.w."""
+    if tree_structure(tree) != tree_structure(params):
         raise ValueError(
-            f"{name} must have the structure of params "
-            f"{ {k: sorted(v) for k, v in params.items()} }; "
-            f"got { {k: sorted(v) for k, v in other.items()} }"
+            f"{function}: {name} must have the structure of params {describe_structure(params)}; "
+            f"got {describe_structure(tree)}"
         )
+    leaves = dict(tree_paths(tree))
+    for path, p in tree_paths(params):
+        array, where = leaves[path], ".".join(path)
+        if not isinstance(array, np.ndarray) or array.dtype not in (np.float32, np.float64):
+            got = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
+            raise ValueError(f"{function}: {name} {where} must be a float32 or float64 array; got {got}")
+        if array.shape != p.shape:
+            raise ValueError(f"{function}: {name} {where} must have the shape of params {where}, {p.shape}; "
+                             f"got {array.shape}")
 
 
 def zeros_like(params):
     """A tree of zeros shaped like params: the starting velocity of momentum SGD."""
-    return {layer: {k: np.zeros_like(v) for k, v in arrays.items()} for layer, arrays in params.items()}
+    return tree_map(np.zeros_like, params)
 
 
-def sgd_step(params, grads, lr):
-    """Plain gradient descent: p_new = p - lr * dp, for every array."""
-    _check_same_structure("grads", params, grads)
-    return {
-        layer: {k: (p - lr * grads[layer][k]).astype(p.dtype, copy=False) for k, p in arrays.items()}
-        for layer, arrays in params.items()
-    }
+def _with_l2(function, params, grads, weight_decay):
+    """grads with weight_decay * p added (L2 regularisation), once weight_decay is checked."""
+    check_number(function, "weight_decay", weight_decay, 0)
+    if weight_decay == 0:
+        return grads
+    return tree_map(lambda p, g: g + weight_decay * p, params, grads)
 
 
-def momentum_step(params, grads, velocity, lr, momentum=0.9):
+def sgd_step(params, grads, lr, weight_decay=0.0):
+    """Plain gradient descent: p_new = p - lr * (dp + weight_decay * p), for every array (of params' dtype)."""
+    check_number("sgd_step", "lr", lr, 0)
+    check_like_params("sgd_step", "grads", params, grads)
+    grads = _with_l2("sgd_step", params, grads, weight_decay)
+    return tree_map(lambda p, g: (p - lr * g).astype(p.dtype, copy=False), params, grads)
+
+
+def momentum_step(params, grads, velocity, lr, momentum=0.9, weight_decay=0.0):
     """SGD with momentum, as PyTorch computes it: v_new = momentum * v + dp; p_new = p - lr * v_new.
 
-    Returns (new_params, new_velocity); start with velocity = zeros_like(params).
+    dp includes weight_decay * p. Returns (new_params, new_velocity); start with velocity =
+    zeros_like(params).
     """
-    _check_same_structure("grads", params, grads)
-    _check_same_structure("velocity", params, velocity)
-    new_velocity = {
-        layer: {k: (momentum * velocity[layer][k] + g).astype(g.dtype, copy=False) for k, g in arrays.items()}
-        for layer, arrays in grads.items()
-    }
+    check_number("momentum_step", "lr", lr, 0)
+    check_number("momentum_step", "momentum", momentum, 0, below=1)
+    check_like_params("momentum_step", "grads", params, grads)
+    check_like_params("momentum_step", "velocity", params, velocity)
+    grads = _with_l2("momentum_step", params, grads, weight_decay)
+    new_velocity = tree_map(lambda v, g: (momentum * v + g).astype(v.dtype, copy=False), velocity, grads)
     return sgd_step(params, new_velocity, lr), new_velocity
+
+
+def adam_update(w, dw, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+    """One Adam step on one array (Kingma & Ba 2015), as torch.optim.Adam computes it:
+
+        m = beta1 * m + (1 - beta1) * dw          the gradients' running mean
+        v = beta2 * v + (1 - beta2) * dw**2       their squares' running mean
+        w = w - lr * m_hat / (sqrt(v_hat) + eps), m_hat = m / (1 - beta1**t), v_hat = v / (1 - beta2**t)
+
+    t is this step's number, 1 on the first: m and v start at 0, and the bias corrections m_hat,
+    v_hat undo that start (at t = 1, m_hat = dw exactly). eps is outside the square root.
+    w, dw, m, v the same shape -> (w, m, v), new arrays.
+    """
+    m = beta1 * m + (1 - beta1) * dw
+    v = beta2 * v + (1 - beta2) * dw * dw
+    m_hat = m / (1 - beta1**t)
+    v_hat = v / (1 - beta2**t)
+    return w - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+
+
+def rmsprop_update(w, dw, s, lr, alpha=0.99, eps=1e-8):
+    """One RMSProp step on one array (Hinton's lecture 6e), as torch.optim.RMSprop computes it:
+
+        s = alpha * s + (1 - alpha) * dw**2       the squared gradients' running mean
+        w = w - lr * dw / (sqrt(s) + eps)         eps outside the square root
+
+    w, dw, s the same shape -> (w, s), new arrays; s starts at 0.
+    """
+    s = alpha * s + (1 - alpha) * dw * dw
+    return w - lr * dw / (np.sqrt(s) + eps), s
+
+
+def _check_state(function, params, state, keys):
+    """state must be None (a fresh start) or a dict of exactly `keys`, each tree like params
+    ("t", if a key, an integer >= 0: the steps taken). Returns state, a fresh one for None."""
+    if state is None:
+        fresh = {key: zeros_like(params) for key in keys if key != "t"}
+        return {"t": 0, **fresh} if "t" in keys else fresh
+    if not isinstance(state, dict) or sorted(state) != sorted(keys):
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{function}: state must be None or the state it returned, a dict of {sorted(keys)}; got {got}")
+    for key in keys:
+        if key == "t":
+            if isinstance(state["t"], bool) or not isinstance(state["t"], (int, np.integer)) or state["t"] < 0:
+                raise ValueError(f"{function}: state t must be an integer >= 0 (the steps taken); got {state['t']!r}")
+        else:
+            check_like_params(function, f"state {key}", params, state[key])
+    return state
+
+
+def _adam(function, params, grads, state, lr, beta1, beta2, eps, weight_decay, decoupled):
+    check_number(function, "lr", lr, 0)
+    check_number(function, "beta1", beta1, 0, below=1)
+    check_number(function, "beta2", beta2, 0, below=1)
+    check_number(function, "eps", eps, 0)
+    check_like_params(function, "grads", params, grads)
+    state = _check_state(function, params, state, ("t", "m", "v"))
+    t = int(state["t"]) + 1
+    if decoupled:
+        check_number(function, "weight_decay", weight_decay, 0)
+        params_to_step = tree_map(lambda p: p * (1 - lr * weight_decay), params)
+    else:
+        params_to_step, grads = params, _with_l2(function, params, grads, weight_decay)
+
+    def update(p, g, m, v):
+        return tuple(a.astype(p.dtype, copy=False) for a in adam_update(p, g, m, v, t, lr, beta1, beta2, eps))
+
+    new_params, m, v = tree_unzip(tree_map(update, params_to_step, grads, state["m"], state["v"]), 3)
+    return new_params, {"t": t, "m": m, "v": v}
+
+
+def adam_step(params, grads, state, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    """Adam (adam_update on every array), as torch.optim.Adam with betas=(beta1, beta2).
+
+    dp includes weight_decay * p (L2, coupled: it passes through the moments). state: None on
+    the first step, then the state the previous step returned, {"t": steps taken, "m": tree,
+    "v": tree}. Returns (new_params, new_state).
+    """
+    return _adam("adam_step", params, grads, state, lr, beta1, beta2, eps, weight_decay, decoupled=False)
+
+
+def adamw_step(params, grads, state, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+    """AdamW (Loshchilov & Hutter 2019), as torch.optim.AdamW: weight decay decoupled from the moments.
+
+    p is first shrunk, p = p * (1 - lr * weight_decay), then stepped by adam_update with dp
+    alone. state and result as adam_step's; weight_decay defaults to PyTorch's 0.01.
+    """
+    return _adam("adamw_step", params, grads, state, lr, beta1, beta2, eps, weight_decay, decoupled=True)
+
+
+def rmsprop_step(params, grads, state, lr, alpha=0.99, eps=1e-8, weight_decay=0.0):
+    """RMSProp (rmsprop_update on every array), as torch.optim.RMSprop (not centered, no momentum).
+
+    dp includes weight_decay * p. state: None on the first step, then the state the previous
+    step returned, {"s": tree}. Returns (new_params, new_state).
+    """
+    check_number("rmsprop_step", "lr", lr, 0)
+    check_number("rmsprop_step", "alpha", alpha, 0, below=1)
+    check_number("rmsprop_step", "eps", eps, 0)
+    check_like_params("rmsprop_step", "grads", params, grads)
+    state = _check_state("rmsprop_step", params, state, ("s",))
+    grads = _with_l2("rmsprop_step", params, grads, weight_decay)
+
+    def update(p, g, s):
+        return tuple(a.astype(p.dtype, copy=False) for a in rmsprop_update(p, g, s, lr, alpha, eps))
+
+    new_params, s = tree_unzip(tree_map(update, params, grads, state["s"]), 2)
+    return new_params, {"s": s}

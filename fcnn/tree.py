@@ -50,3 +50,11 @@ def describe_structure(tree):
     if all(not isinstance(subtree, dict) for subtree in tree.values()):
         return str(sorted(tree))
     return "{" + ", ".join(f"{key!r}: {describe_structure(subtree)}" for key, subtree in tree.items()) + "}"
+
+
+def tree_unzip(tree, count):
+    """A tree whose leaves are `count`-tuples -> `count` trees of the same structure, one per slot.
+
+    tree_unzip(tree_map(lambda p: (p, 2 * p), params), 2) == (params, doubled params).
+    """
+    return tuple(_map(lambda leaf, slot=slot: leaf[slot], tree, []) for slot in range(count))

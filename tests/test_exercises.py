@@ -18,7 +18,9 @@ import pytest
 import fcnn
 import fcnn.exercises as exercises
 from fcnn.exercises.__main__ import main
-from fcnn.exercises.catalog import KERNELS
+from fcnn.exercises import conv, dense, pool, relu, softmax
+from fcnn.exercises.exercise import FLOAT32_CASE
+from fcnn.exercises.registry import KERNELS
 from fcnn.exercises.learner_file import load
 from fcnn.kernels import available_backends, get_backend
 
@@ -39,6 +41,15 @@ def test_reference_kernel_passes_its_own_check(kernel):
 def test_backend_kernel_passes_the_check(backend, kernel):
     report = exercises.check(getattr(get_backend(backend), kernel), kernel)
     assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("kernel", list(KERNELS))
+def test_case_names_are_unique_so_that_tests_and_reports_can_name_them(kernel):
+    names = [case.name for case in KERNELS[kernel].cases()]
+    assert len(set(names)) == len(names), names
+    assert KERNELS[kernel].case_number(names[-1]) == len(names)
+    with pytest.raises(KeyError, match="has no case"):
+        KERNELS[kernel].case_number("no such case")
 
 
 def test_backward_ladders_end_with_finite_differences():
@@ -269,80 +280,90 @@ def softmax_cross_entropy_with(mistake):
     return softmax_cross_entropy
 
 
-# (kernel, wrong function, case number where it must fail, text the hint must contain)
+# (kernel, wrong function, name of the case where it must fail, text the hint must contain)
 MISTAKES = {
-    "conv2d_forward flipped kernel": ("conv2d_forward", conv2d_forward_with("flip"), 1, "true convolution"),
-    "conv2d_forward transposed kernel": ("conv2d_forward", conv2d_forward_with("transpose"), 1,
+    "conv2d_forward flipped kernel": ("conv2d_forward", conv2d_forward_with("flip"), conv.FIRST,
+                                      "true convolution"),
+    "conv2d_forward transposed kernel": ("conv2d_forward", conv2d_forward_with("transpose"), conv.FIRST,
                                          "kernel is transposed"),
-    "conv2d_forward off by one": ("conv2d_forward", conv2d_forward_with("off_by_one"), 1, "off by one"),
-    "conv2d_forward no bias": ("conv2d_forward", conv2d_forward_with("no_bias"), 1, "bias is missing"),
-    "conv2d_forward stride ignored": ("conv2d_forward", conv2d_forward_with("no_stride"), 6, "stride is ignored"),
-    "conv2d_forward padding forgotten": ("conv2d_forward", conv2d_forward_with("no_pad"), 8,
+    "conv2d_forward off by one": ("conv2d_forward", conv2d_forward_with("off_by_one"), conv.FIRST,
+                                  "off by one"),
+    "conv2d_forward no bias": ("conv2d_forward", conv2d_forward_with("no_bias"), conv.FIRST,
+                               "bias is missing"),
+    "conv2d_forward stride ignored": ("conv2d_forward", conv2d_forward_with("no_stride"), "stride 2",
+                                      "stride is ignored"),
+    "conv2d_forward padding forgotten": ("conv2d_forward", conv2d_forward_with("no_pad"), "padding 1",
                                          "padding is forgotten"),
-    "conv2d_forward float64 out": ("conv2d_forward", conv2d_forward_with("float64"), 11, "dtype=x.dtype"),
-    "conv2d_backward transposed dw": ("conv2d_backward", conv2d_backward_with("transposed_dw"), 1,
+    "conv2d_forward float64 out": ("conv2d_forward", conv2d_forward_with("float64"), FLOAT32_CASE,
+                                   "dtype=x.dtype"),
+    "conv2d_backward transposed dw": ("conv2d_backward", conv2d_backward_with("transposed_dw"), conv.FIRST,
                                       "KH and KW axes swapped"),
-    "conv2d_backward flipped dw": ("conv2d_backward", conv2d_backward_with("flipped_dw"), 1,
+    "conv2d_backward flipped dw": ("conv2d_backward", conv2d_backward_with("flipped_dw"), conv.FIRST,
                                    "dw needs no flip"),
-    "conv2d_backward dx flipped kernel": ("conv2d_backward", conv2d_backward_with("dx_flipped_kernel"), 1,
-                                          "dx used the kernel rotated"),
-    "conv2d_backward db last image": ("conv2d_backward", conv2d_backward_with("db_last_image"), 4,
-                                      "only the last"),
-    "conv2d_backward db averaged": ("conv2d_backward", conv2d_backward_with("db_averaged"), 4,
-                                    "db is averaged"),
-    "conv2d_backward db per image": ("conv2d_backward", conv2d_backward_with("db_per_image"), 1,
+    "conv2d_backward dx flipped kernel": ("conv2d_backward", conv2d_backward_with("dx_flipped_kernel"),
+                                          conv.FIRST, "dx used the kernel rotated"),
+    "conv2d_backward db last image": ("conv2d_backward", conv2d_backward_with("db_last_image"),
+                                      "a batch of two images", "only the last"),
+    "conv2d_backward db averaged": ("conv2d_backward", conv2d_backward_with("db_averaged"),
+                                    "a batch of two images", "db is averaged"),
+    "conv2d_backward db per image": ("conv2d_backward", conv2d_backward_with("db_per_image"), conv.FIRST,
                                      "db still has a batch axis"),
-    "conv2d_backward stride ignored": ("conv2d_backward", conv2d_backward_with("no_stride"), 6,
+    "conv2d_backward stride ignored": ("conv2d_backward", conv2d_backward_with("no_stride"), "stride 2",
                                        "stride is ignored"),
-    "conv2d_backward padded dx": ("conv2d_backward", conv2d_backward_with("padded_dx"), 8,
+    "conv2d_backward padded dx": ("conv2d_backward", conv2d_backward_with("padded_dx"), "padding 1",
                                   "shape of the padded input"),
-    "conv2d_backward padding forgotten": ("conv2d_backward", conv2d_backward_with("no_pad"), 8,
+    "conv2d_backward padding forgotten": ("conv2d_backward", conv2d_backward_with("no_pad"), "padding 1",
                                           "first case with padding"),
-    "maxpool2d_forward stride None as 1": ("maxpool2d_forward", maxpool2d_forward_with("stride_none_is_1"), 6,
-                                           "stride None means stride = size"),
-    "maxpool2d_forward stride ignored": ("maxpool2d_forward", maxpool2d_forward_with("stride_is_size"), 8,
-                                         "stride is ignored"),
-    "maxpool2d_forward rounds up": ("maxpool2d_forward", maxpool2d_forward_with("ceil"), 5, "off by one"),
-    "maxpool2d_backward every tie": ("maxpool2d_backward", maxpool2d_backward_with("every_tie"), 7,
-                                     "every tied maximum"),
-    "maxpool2d_backward split tie": ("maxpool2d_backward", maxpool2d_backward_with("split_tie"), 7,
-                                     "split among tied maxima"),
-    "maxpool2d_backward last tie": ("maxpool2d_backward", maxpool2d_backward_with("last_tie"), 7,
+    "maxpool2d_forward stride None as 1": ("maxpool2d_forward", maxpool2d_forward_with("stride_none_is_1"),
+                                           pool.DEFAULTS_CASE, "stride None means stride = size"),
+    "maxpool2d_forward stride ignored": ("maxpool2d_forward", maxpool2d_forward_with("stride_is_size"),
+                                         pool.OVERLAPPING_CASE, "stride is ignored"),
+    "maxpool2d_forward rounds up": ("maxpool2d_forward", maxpool2d_forward_with("ceil"),
+                                    "a 5x5 image: the last row and column are left over", "off by one"),
+    "maxpool2d_backward every tie": ("maxpool2d_backward", maxpool2d_backward_with("every_tie"),
+                                     pool.TIES_CASE, "every tied maximum"),
+    "maxpool2d_backward split tie": ("maxpool2d_backward", maxpool2d_backward_with("split_tie"),
+                                     pool.TIES_CASE, "split among tied maxima"),
+    "maxpool2d_backward last tie": ("maxpool2d_backward", maxpool2d_backward_with("last_tie"), pool.TIES_CASE,
                                     "last tied maximum"),
-    "maxpool2d_backward overwrite": ("maxpool2d_backward", maxpool2d_backward_with("overwrite"), 8,
-                                     "overwrite each other"),
-    "relu_forward np.max": ("relu_forward", relu_forward_max_along_axis, 1, "np.maximum"),
-    "relu_forward in place": ("relu_forward", relu_forward_in_place, 1, "never write into x"),
-    "relu_forward float64 out": ("relu_forward", relu_forward_float64, 4, "dtype=x.dtype"),
-    "relu_backward at zero": ("relu_backward", relu_backward_at_zero, 3, "x == 0 exactly"),
-    "relu_backward times x": ("relu_backward", relu_backward_times_x, 1, "dout * x"),
-    "relu_backward pass through": ("relu_backward", relu_backward_pass_through, 1, "dx is dout everywhere"),
-    "relu_backward in place": ("relu_backward", relu_backward_in_place, 1, "never write into dout"),
-    "dense_forward no bias": ("dense_forward", dense_forward_without_bias, 1, "bias is missing"),
-    "dense_forward transposed": ("dense_forward", dense_forward_transposed, 1, "out is transposed"),
-    "dense_backward missing transpose": ("dense_backward", dense_backward_missing_transpose, 1,
+    "maxpool2d_backward overwrite": ("maxpool2d_backward", maxpool2d_backward_with("overwrite"),
+                                     pool.OVERLAPPING_CASE, "overwrite each other"),
+    "relu_forward np.max": ("relu_forward", relu_forward_max_along_axis, relu.FIRST, "np.maximum"),
+    "relu_forward in place": ("relu_forward", relu_forward_in_place, relu.FIRST, "never write into x"),
+    "relu_forward float64 out": ("relu_forward", relu_forward_float64, FLOAT32_CASE, "dtype=x.dtype"),
+    "relu_backward at zero": ("relu_backward", relu_backward_at_zero, "exact zeros in x", "x == 0 exactly"),
+    "relu_backward times x": ("relu_backward", relu_backward_times_x, relu.FIRST, "dout * x"),
+    "relu_backward pass through": ("relu_backward", relu_backward_pass_through, relu.FIRST,
+                                   "dx is dout everywhere"),
+    "relu_backward in place": ("relu_backward", relu_backward_in_place, relu.FIRST, "never write into dout"),
+    "dense_forward no bias": ("dense_forward", dense_forward_without_bias, dense.FIRST, "bias is missing"),
+    "dense_forward transposed": ("dense_forward", dense_forward_transposed, dense.FIRST, "out is transposed"),
+    "dense_backward missing transpose": ("dense_backward", dense_backward_missing_transpose, dense.FIRST,
                                          "mismatched shapes"),
-    "dense_backward transposed dw": ("dense_backward", dense_backward_transposed_dw, 1, "dw is transposed"),
-    "dense_backward db first sample": ("dense_backward", dense_backward_db_first_sample, 2,
-                                       "only the first"),
-    "dense_backward db averaged": ("dense_backward", dense_backward_db_averaged, 2, "db is averaged"),
-    "softmax not divided by N": ("softmax_cross_entropy", softmax_cross_entropy_with("not_divided"), 2,
-                                 "not divided by N"),
-    "softmax loss summed": ("softmax_cross_entropy", softmax_cross_entropy_with("summed_loss"), 2,
-                            "summed over the batch"),
-    "softmax per-sample loss": ("softmax_cross_entropy", softmax_cross_entropy_with("per_sample_loss"), 1,
-                                "one number per sample"),
-    "softmax no -1": ("softmax_cross_entropy", softmax_cross_entropy_with("no_minus_one"), 1,
+    "dense_backward transposed dw": ("dense_backward", dense_backward_transposed_dw, dense.FIRST,
+                                     "dw is transposed"),
+    "dense_backward db first sample": ("dense_backward", dense_backward_db_first_sample,
+                                       "a batch of 5 samples", "only the first"),
+    "dense_backward db averaged": ("dense_backward", dense_backward_db_averaged, "a batch of 5 samples",
+                                   "db is averaged"),
+    "softmax not divided by N": ("softmax_cross_entropy", softmax_cross_entropy_with("not_divided"),
+                                 softmax.BATCH_CASE, "not divided by N"),
+    "softmax loss summed": ("softmax_cross_entropy", softmax_cross_entropy_with("summed_loss"),
+                            softmax.BATCH_CASE, "summed over the batch"),
+    "softmax per-sample loss": ("softmax_cross_entropy", softmax_cross_entropy_with("per_sample_loss"),
+                                softmax.FIRST, "one number per sample"),
+    "softmax no -1": ("softmax_cross_entropy", softmax_cross_entropy_with("no_minus_one"), softmax.FIRST,
                       "lacks the -1 at the true class"),
-    "softmax no shift": ("softmax_cross_entropy", softmax_cross_entropy_with("no_shift"), 3,
-                         "subtract each row's maximum"),
-    "softmax in place": ("softmax_cross_entropy", softmax_cross_entropy_with("in_place"), 1,
+    "softmax no shift": ("softmax_cross_entropy", softmax_cross_entropy_with("no_shift"),
+                         softmax.LARGE_CASE, "subtract each row's maximum"),
+    "softmax in place": ("softmax_cross_entropy", softmax_cross_entropy_with("in_place"), softmax.FIRST,
                          "never write into logits"),
 }
 
 
-@pytest.mark.parametrize("kernel, function, case_number, hint", MISTAKES.values(), ids=MISTAKES.keys())
-def test_classic_mistake_fails_at_the_expected_case_with_its_hint(kernel, function, case_number, hint):
+@pytest.mark.parametrize("kernel, function, case_name, hint", MISTAKES.values(), ids=MISTAKES.keys())
+def test_classic_mistake_fails_at_the_expected_case_with_its_hint(kernel, function, case_name, hint):
+    case_number = KERNELS[kernel].case_number(case_name)
     report = exercises.check(function, kernel)
     assert not report.passed
     assert report.failure.case_number == case_number, str(report)
@@ -365,7 +386,7 @@ def test_learner_exception_shows_only_the_learners_own_lines():
 
     report = exercises.check(conv2d_forward)
     message = report.failure.message
-    assert report.failure.case_number == 1
+    assert report.failure.case_name == conv.FIRST
     assert "xpad = np.pad(x, ((pad, pad), (pad, pad)))" in message
     assert "ValueError" in message
     # The frames shown are this file's alone: none from fcnn or numpy, wherever the checkout lives.
@@ -385,12 +406,13 @@ def test_learner_exception_shows_only_the_learners_own_lines():
 ])
 def test_wrong_kind_of_result_is_named(kernel, result, complaint):
     report = exercises.check(result, kernel)
-    assert report.failure.case_number == 1
+    assert report.failure.case_name == KERNELS[kernel].cases()[0].name
     assert complaint in report.failure.message
 
 
-@pytest.mark.parametrize("dtype, relative_error, case_number", [(np.float64, 1e-6, 1), (np.float32, 1e-3, 11)])
-def test_tolerance_does_not_let_a_small_error_through(dtype, relative_error, case_number):
+@pytest.mark.parametrize("dtype, relative_error, case_name", [(np.float64, 1e-6, conv.FIRST),
+                                                              (np.float32, 1e-3, FLOAT32_CASE)])
+def test_tolerance_does_not_let_a_small_error_through(dtype, relative_error, case_name):
     """An output off by relative_error, only on cases of `dtype`, fails there; all others pass."""
     reference = KERNELS["conv2d_forward"].reference
 
@@ -399,7 +421,7 @@ def test_tolerance_does_not_let_a_small_error_through(dtype, relative_error, cas
         return out * dtype(1 + relative_error) if x.dtype == dtype else out
 
     report = exercises.check(conv2d_forward)
-    assert report.failure is not None and report.failure.case_number == case_number, str(report)
+    assert report.failure is not None and report.failure.case_name == case_name, str(report)
 
 
 def test_unknown_kernel_is_a_value_error_naming_the_choices():

@@ -9,7 +9,9 @@ from scipy.special import log_softmax
 
 import fcnn
 from fcnn import layers
-from fcnn.model import output_shapes
+from fcnn.layer_types import fuse
+from fcnn.model import _layers, output_shapes
+from fcnn.tree import tree_paths
 from fcnn.gradcheck import numerical_gradient, relative_error
 
 # Every backend of the registry that runs here; the loop backend is too slow for the presets.
@@ -397,7 +399,7 @@ def test_backward_refuses_a_dlogits_or_cache_that_does_not_fit():
     with pytest.raises(ValueError, match=r"dlogits must be an array of the logits' shape \(3, 10\); got \(3, 9\)"):
         fcnn.backward(params, cache, np.zeros((3, 9), np.float32))
     with pytest.raises(ValueError, match=r"cache must be the cache forward returned"):
-        fcnn.backward(params, {"inputs": cache["inputs"]}, np.zeros((3, 10), np.float32))
+        fcnn.backward(params, {"units": cache["units"]}, np.zeros((3, 10), np.float32))
 
 
 class RecordingBackend:
@@ -459,7 +461,12 @@ def test_fused_layers_follow_any_conv_relu_maxpool_run_and_only_those():
     x = np.random.default_rng(2).standard_normal((3, 2, 12, 11))
     labels = np.array([0, 4, 2])
     _, cache = fcnn.forward(params, x, arch, "tuned")
-    assert [a is None for a in cache["inputs"]] == [False, False, True, False, False, False, False]
+    units = fuse(_layers(arch), fcnn.get_backend("tuned"))
+    assert [(name, spec["type"]) for name, spec, _ in units] == [
+        ("conv1", "conv_relu_maxpool"), ("conv2", "conv"), ("relu2", "relu"), ("flatten1", "flatten"), ("dense1", "dense")]
+    # One cache entry per unit; the fused one keeps the conv's input and output (x, z), no pool input.
+    assert len(cache["units"]) == len(units)
+    assert [a.shape for a in cache["units"][0]] == [(3, 2, 12, 11), (3, 3, 6, 6)]
     loss, grads, _ = fcnn.loss_and_grads(params, x, labels, arch, "tuned")
     expected_loss, expected, _ = fcnn.loss_and_grads(params, x, labels, arch, "loop")
     assert loss == pytest.approx(expected_loss, rel=1e-12)
@@ -479,7 +486,7 @@ def test_a_new_layer_type_is_one_unit_in_layer_types(monkeypatch):
 
         @staticmethod
         def forward(kernels, spec, params, x):
-            return np.tanh(x)
+            return np.tanh(x), x
 
         @staticmethod
         def backward(kernels, spec, params, x, dout, need_dx):
@@ -493,3 +500,69 @@ def test_a_new_layer_type_is_one_unit_in_layer_types(monkeypatch):
     x, labels = mnist_like(2, shape=(1, 6, 6), classes=4)
     errors = check_model_gradients(arch, "numpy", x, labels, params)
     assert max(errors.values()) < GRAD_TOLERANCE, errors
+
+
+# ----- Arguments that cannot be right (issue 18): refused by name, or a clear result ---------
+
+@pytest.mark.parametrize("batch_size", [-1, 0, 2.5, True, "10", None])
+def test_predict_refuses_a_batch_size_that_is_not_a_positive_integer(batch_size):
+    x, _ = mnist_like(4, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1; got"):
+        fcnn.predict(fcnn.init("seed"), x, "seed", "numpy", batch_size=batch_size)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_batch_of_no_images_gives_no_logits_and_zero_gradients(backend):
+    params = fcnn.init("lenet5", seed=0)
+    logits, cache = fcnn.forward(params, np.zeros((0, 784), np.float32), "lenet5", backend)
+    assert logits.shape == (0, 10) and logits.dtype == np.float32
+    grads = fcnn.backward(params, cache, np.zeros((0, 10), np.float32))
+    for (name, key), array in tree_paths(grads):
+        assert array.shape == params[name][key].shape and not array.any()
+    assert fcnn.predict(params, np.zeros((0, 28, 28), np.float32), "lenet5", backend).shape == (0,)
+
+
+def test_the_loss_of_no_images_is_refused_clearly():
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: logits hold no samples; the mean loss of an empty batch is undefined"):
+        fcnn.loss_and_grads(fcnn.init("seed"), np.zeros((0, 784), np.float32), np.zeros(0, np.int64), "seed")
+
+
+def test_predict_refuses_a_network_whose_output_is_not_class_scores():
+    arch = [{"type": "conv", "filters": 8, "kernel": 3}, {"type": "relu"}]
+    x, _ = mnist_like(4, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"predict: the network's output must be class scores \(N, K\); its samples "
+                                         r"come out of relu1 with shape \(8, 26, 26\) \(end the architecture with flatten and dense\)"):
+        fcnn.predict(fcnn.init(arch), x, arch, "numpy")
+
+
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (np.zeros((1, 3, 28, 28), np.float32),
+         r"x: samples of shape \(3, 28, 28\) do not fit these parameters, made for samples of shape \(1, 28, 28\) "
+         r"\(conv1: w must have shape \(8, 3, 3, 3\) .*; got \(8, 1, 3, 3\)\)"),
+        (np.zeros((1, 14, 14), np.float32),
+         r"x: samples of shape \(1, 14, 14\) do not fit these parameters, made for samples of shape \(1, 28, 28\) "
+         r"\(dense1: w must have shape \(288, 10\) .*; got \(1352, 10\)\)"),
+        (np.zeros((1, 3, 14, 14), np.float32),
+         r"x: samples of shape \(3, 14, 14\) do not fit these parameters, made for samples of shape \(1, 28, 28\)"),
+        (np.zeros((1, 2, 2), np.float32),
+         r"x: samples of shape \(1, 2, 2\) do not fit the architecture: conv1: kernel 3x3 is larger than its padded input 2x2"),
+    ],
+)
+@pytest.mark.parametrize("call", ["forward", "predict"])
+def test_an_input_of_the_wrong_shape_is_blamed_on_x(call, x, message):
+    params = fcnn.init("seed", seed=0)
+    run = fcnn.forward if call == "forward" else fcnn.predict
+    with pytest.raises(ValueError, match="^" + message):
+        run(params, x, "seed", "numpy")
+
+
+def test_an_input_of_another_size_than_mnist_is_fine_when_the_params_were_made_for_it():
+    # The x blamed above is only x's fault when the params fit another shape: here they fit x's.
+    params = fcnn.init(SMALL_ARCH, seed=0, input_shape=SMALL_INPUT)
+    x, _ = mnist_like(2, shape=SMALL_INPUT, dtype=np.float32)
+    assert fcnn.forward(params, x, SMALL_ARCH, "numpy")[0].shape == (2, 4)
+    with pytest.raises(ValueError, match=r"^x: samples of shape \(1, 9, 8\) do not fit these parameters, made for "
+                                         r"samples of shape \(2, 9, 8\)"):
+        fcnn.forward(params, x[:, :1], SMALL_ARCH, "numpy")

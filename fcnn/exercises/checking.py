@@ -5,13 +5,15 @@ did not raise, left its inputs alone, returned the right number and kinds of thi
 right shapes and dtypes, and values close to the expected ones. The first failure ends the check.
 """
 
+import copy
+import functools
 import textwrap
 from dataclasses import dataclass
 
 import numpy as np
 
-from fcnn.exercises.catalog import get_exercise
-from fcnn.exercises.learner_file import format_traceback
+from fcnn.exercises.registry import get_exercise
+from fcnn.exercises.child import format_traceback
 
 # float64: the inputs are O(1) and every output is a sum of at most a few hundred terms, so a
 # different order of summation moves it by ~1e-14 relative; 1e-7 leaves room for any honest
@@ -37,13 +39,18 @@ class Failure:
 
 @dataclass(frozen=True)
 class Report:
-    """The verdict on one kernel; str(report) is the text the command line prints."""
+    """The verdict on one kernel; str(report) is the text the command line prints.
+
+    case_names: every case of the ladder in order; the check stops at the first failure, so the
+    cases after failure.case_number were not run.
+    """
 
     kernel: str
     passed: bool
     cases_passed: int
     cases_total: int
     failure: Failure | None = None
+    case_names: tuple = ()
 
     def summary(self):
         """One line: PASS or FAIL, the kernel, and how many cases passed."""
@@ -76,42 +83,93 @@ class CaseFailed(Exception):
         self.hint = hint
 
 
+@dataclass(frozen=True)
+class Returned:
+    """A call that returned: its result, and the arguments as they were after the call."""
+
+    result: object
+    args_after: tuple
+
+
+@dataclass(frozen=True)
+class Raised:
+    """A call that raised: the names of the exception's class and its bases (most derived first),
+    its message, and the traceback lines of the learner's file ending with the error itself."""
+
+    types: tuple
+    message: str
+    traceback: str
+
+
 def check(function, kernel=None):
-    """Run `function` through the ladder of `kernel` (default: the function's own name) -> Report."""
+    """Run `function` through the ladder of `kernel` (default: the function's own name) -> Report.
+
+    The function runs in this process: use it on your own function (a notebook, a test). A
+    grader checks files, each in a process of its own: check_file.
+    """
     kernel = kernel or getattr(function, "__name__", None)
     exercise = get_exercise(kernel)
-    cases = exercise.cases()
-    for number, case in enumerate(cases, start=1):
+    return check_exercise(exercise, lambda case: call_in_process(function, case.args))
+
+
+def check_exercise(exercise, call):
+    """Climb the ladder of `exercise`, each case's outcome from call(case) -> Report.
+
+    call returns a Returned or a Raised, or raises CaseFailed when the call could not finish.
+    """
+    cases = ladder(exercise.name)
+    names = tuple(case.name for case, _ in cases)
+    for number, (case, expected) in enumerate(cases, start=1):
         try:
-            run_case(function, exercise, case)
+            judge(exercise, case, expected, call(case))
         except CaseFailed as failed:
             hint = failed.hint or case.hint
-            return Report(kernel, False, number - 1, len(cases),
-                          Failure(number, case.name, failed.message, hint))
-    return Report(kernel, True, len(cases), len(cases))
+            return Report(exercise.name, False, number - 1, len(cases),
+                          Failure(number, case.name, failed.message, hint), names)
+    return Report(exercise.name, True, len(cases), len(cases), None, names)
 
 
-def run_case(function, exercise, case):
-    """Call `function` on one case and raise CaseFailed at the first thing wrong."""
-    inputs = describe_inputs(exercise.reference, case.args)
-    args = tuple(_copy(a) for a in case.args)
+@functools.lru_cache(maxsize=None)
+def ladder(kernel):
+    """[(case, expected outputs as a tuple)] of `kernel`, made once per process.
+
+    The case's arrays are made read-only: every call is handed copies.
+    """
+    exercise = get_exercise(kernel)
+    made = []
+    for case in exercise.cases():
+        for value in case.args:
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+        expected_args = tuple(_as_float64(copy.deepcopy(a)) for a in case.args)
+        make_expected = case.expected or exercise.reference
+        made.append((case, _as_tuple(make_expected(*expected_args))))
+    return made
+
+
+def call_in_process(function, args):
+    """Call `function` on copies of `args` here -> Returned or Raised (Ctrl-C is let through)."""
+    args = tuple(copy.deepcopy(a) for a in args)
     try:
         with np.errstate(all="ignore"):
             result = function(*args)
-    except NotImplementedError:
-        raise CaseFailed(f"{exercise.name} is not implemented yet (it raises NotImplementedError).",
-                         "replace the `raise NotImplementedError` line with your code.") from None
-    except Exception as error:  # the learner's bug, whatever it is, is reported, not re-raised
-        raise CaseFailed(f"inputs: {inputs}\nyour function raised an exception:\n"
-                         + format_traceback(error, _source_file(function)),
-                         _error_hint(exercise, error)) from None
-    for name, given, kept in zip(_parameter_names(exercise.reference, case.args), args, case.args):
-        _check_unchanged(name, given, kept, inputs)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # noqa: BLE001 - the learner's bug, whatever it is, is reported
+        names = tuple(cls.__name__ for cls in type(error).__mro__)
+        return Raised(names, str(error), format_traceback(error, _source_file(function)))
+    return Returned(result, args)
 
+
+def judge(exercise, case, expected, outcome):
+    """Raise CaseFailed at the first thing wrong with the outcome of one case."""
+    inputs = describe_inputs(exercise.reference, case.args)
+    if isinstance(outcome, Raised):
+        raise _raised(exercise, outcome, inputs)
+    for name, given, kept in zip(_parameter_names(exercise.reference, case.args), outcome.args_after, case.args):
+        _check_unchanged(name, given, kept, inputs)
     expected_args = tuple(_as_float64(a) for a in case.args)
-    make_expected = case.expected or exercise.reference
-    expected = _as_tuple(make_expected(*expected_args))
-    actual = _unpack(result, exercise, inputs)
+    actual = _unpack(outcome.result, exercise, inputs)
     dtype = _float_dtype(case.args)
     tolerance = _tolerance(case, dtype)
     for position, name in enumerate(exercise.outputs):
@@ -123,6 +181,25 @@ def run_case(function, exercise, case):
                                        expected_args, tolerance))
 
 
+def _raised(exercise, raised, inputs):
+    """The CaseFailed for a call that raised."""
+    kind = raised.types[0] if raised.types else "Exception"
+    if "NotImplementedError" in raised.types:
+        return CaseFailed(f"{exercise.name} is not implemented yet (it raises NotImplementedError).",
+                          "replace the `raise NotImplementedError` line with your code.")
+    if "SystemExit" in raised.types:
+        return CaseFailed(f"inputs: {inputs}\nyour function called exit() or sys.exit() "
+                          f"(SystemExit: {raised.message}):\n{raised.traceback}",
+                          "a kernel must return its result; remove the call that ends the program.")
+    if "Exception" not in raised.types:
+        return CaseFailed(f"inputs: {inputs}\nyour function raised {kind}, which is not an Exception "
+                          f"(it derives from BaseException):\n{raised.traceback}",
+                          "a kernel raises only Exceptions (ValueError, ...) and only for bad arguments.")
+    hint = next((hint for error_type, text, hint in exercise.error_hints
+                 if error_type.__name__ in raised.types and text in raised.message), None)
+    return CaseFailed(f"inputs: {inputs}\nyour function raised an exception:\n{raised.traceback}", hint)
+
+
 def _tolerance(case, dtype):
     """(rtol, atol) for comparing outputs on this case."""
     if case.expected is not None:
@@ -130,10 +207,6 @@ def _tolerance(case, dtype):
     if dtype == np.float32:
         return RTOL_FLOAT32, ATOL_FLOAT32
     return RTOL_FLOAT64, ATOL_FLOAT64
-
-
-def _copy(value):
-    return value.copy() if isinstance(value, np.ndarray) else value
 
 
 def _as_float64(value):
@@ -174,13 +247,6 @@ def _source_file(function):
     return code.co_filename if code else None
 
 
-def _error_hint(exercise, error):
-    for error_type, text, hint in exercise.error_hints:
-        if isinstance(error, error_type) and text in str(error):
-            return hint
-    return None
-
-
 def _check_unchanged(name, given, kept, inputs):
     """The learner must not write into an array it was given."""
     if not isinstance(kept, np.ndarray):
@@ -213,6 +279,11 @@ def _unpack(result, exercise, inputs):
                  else type(result).__name__)
         raise CaseFailed(f"inputs: {inputs}\nexpected a tuple ({', '.join(names)}); got a {found}.")
     for name, value in zip(names, result):
+        if isinstance(value, np.ndarray) and type(value) is not np.ndarray:
+            kind = f"{type(value).__module__}.{type(value).__qualname__}"
+            raise CaseFailed(f"inputs: {inputs}\n{name} is a {kind}, not a plain numpy array.",
+                             f"return np.asarray({name}): np.matrix and other array subclasses change what "
+                             f"*, ** and indexing mean, so the same code gives other numbers.")
         if name in exercise.scalars:
             if not (isinstance(value, (int, float, np.number)) or
                     (isinstance(value, np.ndarray) and value.ndim <= 1)):
@@ -239,6 +310,8 @@ def _compare(name, actual, expected, dtype, tolerance, scalar):
         return f"{name} has dtype {actual.dtype}; expected {dtype} (the dtype of the inputs)."
     if not np.issubdtype(actual.dtype, np.number):
         return f"{name} has dtype {actual.dtype}; expected numbers."
+    if np.iscomplexobj(actual):
+        return f"{name} is complex ({actual.dtype}); expected real numbers."
     close = _tolerance_mask(actual.astype(np.float64), expected, tolerance)
     if close.all():
         return None
@@ -252,7 +325,8 @@ def _compare(name, actual, expected, dtype, tolerance, scalar):
 def _matches(actual, candidate, tolerance):
     actual = np.asarray(actual)
     candidate = np.asarray(candidate)
-    if actual.shape != candidate.shape or not np.issubdtype(actual.dtype, np.number):
+    if (actual.shape != candidate.shape or not np.issubdtype(actual.dtype, np.number)
+            or np.iscomplexobj(actual)):
         return False
     return bool(_tolerance_mask(actual.astype(np.float64), candidate, tolerance).all())
 

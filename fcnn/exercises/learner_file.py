@@ -1,82 +1,69 @@
-"""Load a learner's Python file and find the exercisable kernels it defines.
+"""Read a learner's Python file as Python reads it, and say in the learner's terms why one cannot be read.
 
-A file that does not compile or that fails while it runs is reported in the learner's terms:
-their file, their line, their text; never a traceback from inside fcnn.
+Bytes are decoded as the interpreter would (UTF-8, a byte-order mark, a coding line); a file that
+is not text, holds NUL bytes, or is far too large for a kernel is reported as such. `load` runs
+a file in this process, for a learner's own use; a grader checks files with check_file, which
+runs each in a process of its own.
 """
 
-import itertools
-import re
-import sys
-import traceback
-import types
+import io
+import tokenize
 from pathlib import Path
 
-from fcnn.exercises.catalog import KERNELS
+from fcnn.exercises.child import describe_exception, describe_syntax_error, run_source
+
+LARGEST_FILE = 1 << 20  # bytes: a kernel exercise is a few KB
 
 
 class LearnerFileError(ValueError):
-    """The learner's file cannot be checked: a syntax error, an error while it runs, or no kernel in it."""
+    """The learner's file cannot be checked: not text, a syntax error, an error while it runs, or no kernel in it."""
 
 
-_module_numbers = itertools.count()
-# numba colours its error messages for terminals; in a report the codes are only noise.
-ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+def read_source(path):
+    """The text of the Python file at `path`, decoded as Python would; LearnerFileError if it is not Python text.
 
-
-def load(path):
-    """Run the file at `path` as a fresh module and return it; FileNotFoundError if there is no such file."""
+    FileNotFoundError if there is no such file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    source = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    if len(data) > LARGEST_FILE:
+        raise LearnerFileError(f"{path} is {len(data)} bytes, too large to be a kernel exercise "
+                               f"(the limit is {LARGEST_FILE} bytes); is it the right file?")
+    if b"\0" in data:
+        line = data[:data.index(b"\0")].count(b"\n") + 1
+        raise LearnerFileError(f"{path} contains NUL bytes (the first on line {line}), so it is not a "
+                               f"Python text file: was it saved by a word processor, or is it a "
+                               f"compiled or binary file? Save your code as plain text (.py).")
     try:
-        code = compile(source, str(path), "exec")
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        return data.decode(encoding)
+    except SyntaxError as error:  # an unknown encoding named in the coding line
+        raise LearnerFileError(f"{path}: {error}") from None
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise LearnerFileError(
+            f"{path}, line {line}: byte 0x{data[error.start]:02x} is not valid {error.encoding}, so "
+            f"this is not Python text as saved. Save the file as UTF-8 (or declare its encoding "
+            f"with a line such as # -*- coding: latin-1 -*-); a binary file cannot be checked."
+        ) from None
+
+
+def load(path):
+    """Run the file at `path` as a fresh module in this process and return it.
+
+    FileNotFoundError if there is no such file; LearnerFileError if it cannot be read, does not
+    compile or fails while it runs (sys.exit included), in the learner's terms.
+    """
+    source = read_source(path)
+    try:
+        return run_source(source, str(path))
     except SyntaxError as error:
         raise LearnerFileError(describe_syntax_error(error)) from None
-    module = types.ModuleType(f"fcnn_exercise_{next(_module_numbers)}_{path.stem}")
-    module.__file__ = str(path)
-    # Registered while it runs so that code in it that looks itself up (dataclasses, numba) works.
-    sys.modules[module.__name__] = module
-    try:
-        exec(code, module.__dict__)
-    except Exception as error:  # any failure of the learner's module code is theirs to see
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # noqa: BLE001 - any failure of the learner's module code is theirs to see
+        record = describe_exception(error, str(path))
         raise LearnerFileError(f"{path} raised an exception while it was loaded:\n"
-                               + format_traceback(error, str(path))) from None
-    finally:
-        del sys.modules[module.__name__]
-    return module
-
-
-def format_traceback(error, filename):
-    """The traceback lines that point into `filename` (the learner's file), then the error itself."""
-    lines = []
-    for frame in traceback.extract_tb(error.__traceback__):
-        if frame.filename == filename:
-            lines.append(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}')
-            if frame.line:
-                lines.append(f"    {frame.line}")
-    lines.append(f"{type(error).__name__}: {ANSI_COLOUR.sub('', str(error))}")
-    return "\n".join(lines)
-
-
-def describe_syntax_error(error):
-    """'my_conv.py, line 12: invalid syntax', the offending line, and a caret under the spot."""
-    lines = [f"{error.filename}, line {error.lineno}: {error.msg}"]
-    if error.text:
-        text = error.text.rstrip("\n")
-        stripped = text.lstrip()
-        lines.append("    " + stripped)
-        if error.offset:
-            column = max(error.offset - 1 - (len(text) - len(stripped)), 0)
-            lines.append("    " + " " * column + "^")
-    return "\n".join(lines)
-
-
-def kernels_in(module):
-    """{kernel name: function} for the exercisable kernels defined in `module` itself (not imported)."""
-    found = {}
-    for name in KERNELS:
-        function = getattr(module, name, None)
-        if callable(function) and getattr(function, "__module__", None) == module.__name__:
-            found[name] = function
-    return found
+                               + record["traceback"]) from None

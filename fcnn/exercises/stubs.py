@@ -6,7 +6,7 @@ Both come from the reference function itself (inspect), so the contract is writt
 import inspect
 import textwrap
 
-from fcnn.exercises.catalog import get_exercise
+from fcnn.exercises.registry import get_exercise
 
 STUB = '''"""Exercise: write {kernel} yourself.
 

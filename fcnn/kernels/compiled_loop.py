@@ -114,3 +114,45 @@ def conv2d_backward_stride1(dout, x, w, pad):
     """loop.conv2d_backward at stride 1, from the fast paths of its two halves: dw and db, then dx."""
     dw, db = conv2d_backward_weights_stride1(dout, x, w, pad)
     return conv2d_backward_input_stride1(dout, x, w, pad), dw, db
+
+
+# ---- Batch norm, dropout and average pooling -------------------------------------------------
+# The same one source: loop.py's functions compiled. Batch norm's two kernels call loop.py's
+# batchnorm_statistics, whose channel loop is parallel: it is inlined into them rather than
+# called, for the cache crash the fast paths above avoid (numba#8578), and also compiled on its
+# own for callers outside (a model's running statistics).
+# Batch norm's sums are the whole cost: fastmath's reassoc lets each be vectorised (nearly ten
+# times faster), arcp and nsz a little more; none of these assumes away NaN or inf, which
+# propagate as in loop.py. (Figures: docs/performance.md.)
+BATCHNORM = dict(parallel=True, fastmath={"reassoc", "contract", "arcp", "nsz"})
+PARALLEL = dict(parallel=True)
+
+_norm_namespace = dict(_namespace)
+_norm_namespace["per_channel"] = _compile(loop.per_channel, _norm_namespace)
+_norm_namespace["batchnorm_statistics"] = numba.njit(inline="always", fastmath=BATCHNORM["fastmath"])(
+    _rebound(loop.batchnorm_statistics, _norm_namespace)
+)
+
+batchnorm_statistics = _compile(loop.batchnorm_statistics, _norm_namespace, **BATCHNORM)
+batchnorm_forward = _compile(loop.batchnorm_forward, _norm_namespace, **BATCHNORM)
+batchnorm_backward = _compile(loop.batchnorm_backward, _norm_namespace, **BATCHNORM)
+avgpool2d_forward = _compile(loop.avgpool2d_forward, _namespace, **PARALLEL)
+avgpool2d_backward = _compile(loop.avgpool2d_backward, _namespace, **PARALLEL)
+dropout_forward_given_draws = _compile(loop.dropout_forward_given_draws, _namespace, **PARALLEL)
+dropout_backward = _compile(loop.dropout_backward, _namespace, **PARALLEL)
+# numba has no numpy.random.Generator: loop.py's dropout_forward as it is, run by Python, draws
+# from rng and hands the draws to the compiled arithmetic.
+dropout_forward = _rebound(
+    loop.dropout_forward, {**_namespace, "dropout_forward_given_draws": dropout_forward_given_draws}
+)
+
+
+# 2x2 windows of stride 2, as for max-pool: with the window constant the rows are vectorised.
+@_fast_path(loop.avgpool2d_forward, **PARALLEL)
+def avgpool2d_forward_2x2(x):
+    return avgpool2d_forward(x, 2, 2)
+
+
+@_fast_path(loop.avgpool2d_backward, **PARALLEL)
+def avgpool2d_backward_2x2(dout, x):
+    return avgpool2d_backward(dout, x, 2, 2)

@@ -212,3 +212,197 @@ def maxpool2d_backward(dout, x, size=2, stride=None):
                                 best_dj = dj
                     dx[n, c, i * stride + best_di, j * stride + best_dj] += dout[n, c, i, j]
     return dx
+
+
+# ---- Batch norm, dropout and average pooling -------------------------------------------------
+# Batch norm's kernels read x (N, C) or (N, C, H, W) through `per_channel`, as (N, C, S): each
+# image's values of channel c along one axis s, so one loop nest serves dense and conv layers.
+
+
+def per_channel(x):
+    """x (N, C) or (N, C, H, W) -> the same numbers as (N, C, S), S = H*W (S = 1 for (N, C))."""
+    N, C = x.shape[0], x.shape[1]
+    return x.reshape((N, C, x.size // (N * C)))
+
+
+def batchnorm_statistics(x):
+    """Per-channel mean and biased variance of a batch, over every axis but the channel's (axis 1).
+
+    mean[c] = 1/M sum_{n, s} x[n, c, s],  var[c] = 1/M sum_{n, s} (x[n, c, s] - mean[c])**2,  M = N*S
+
+    x (N, C) or (N, C, H, W) -> mean (C,), var (C,). Biased: divided by M, not M - 1, as batch
+    norm normalises (a running variance for evaluation wants var * M / (M - 1)).
+    """
+    xs = per_channel(x)
+    N, C, S = xs.shape
+    M = N * S
+    # The sums accumulate in the arrays, in x's dtype (see conv2d_backward_weights).
+    mean = np.zeros(C, dtype=x.dtype)
+    var = np.zeros(C, dtype=x.dtype)
+    for c in prange(C):
+        for n in range(N):
+            for s in range(S):
+                mean[c] += xs[n, c, s]
+        mean[c] /= M
+        for n in range(N):
+            for s in range(S):
+                var[c] += (xs[n, c, s] - mean[c]) ** 2
+        var[c] /= M
+    return mean, var
+
+
+def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    """Batch norm, training mode: each channel normalised by its batch statistics, then scaled and shifted.
+
+    xhat[n, c, s] = (x[n, c, s] - mean[c]) / sqrt(var[c] + eps),  out[n, c, s] = gamma[c] * xhat[n, c, s] + beta[c]
+    mean, var = batchnorm_statistics(x) (biased variance), s every position of an image.
+
+    x (N, C) or (N, C, H, W), gamma (C,), beta (C,) -> out (shape of x)
+    """
+    mean, var = batchnorm_statistics(x)
+    xs = per_channel(x)
+    N, C, S = xs.shape
+    out = np.empty(xs.shape, dtype=x.dtype)
+    for c in prange(C):
+        inverse_std = 1 / np.sqrt(var[c] + eps)
+        for n in range(N):
+            for s in range(S):
+                xhat = (xs[n, c, s] - mean[c]) * inverse_std
+                out[n, c, s] = gamma[c] * xhat + beta[c]
+    return out.reshape(x.shape)
+
+
+def batchnorm_backward(dout, x, gamma, eps=1e-5):
+    """Batch norm, training mode, backward: gradients of the loss with respect to x, gamma and beta.
+
+    dbeta[c]  = sum_{n, s} dout[n, c, s]
+    dgamma[c] = sum_{n, s} dout[n, c, s] * xhat[n, c, s]
+    dx[n, c, s] = gamma[c] / sqrt(var[c] + eps) * (dout[n, c, s] - dbeta[c] / M - xhat[n, c, s] * dgamma[c] / M)
+
+    The mean and variance are functions of every x of the channel, not constants: the two
+    means, dbeta / M and dgamma / M (M = N*S values per channel), are their share of the gradient.
+
+    dout (shape of x), x (N, C) or (N, C, H, W), gamma (C,) -> dx (shape of x), dgamma (C,), dbeta (C,)
+    """
+    mean, var = batchnorm_statistics(x)
+    xs = per_channel(x)
+    douts = per_channel(dout)
+    N, C, S = xs.shape
+    M = N * S
+    dx = np.empty(xs.shape, dtype=x.dtype)
+    dgamma = np.zeros(C, dtype=x.dtype)
+    dbeta = np.zeros(C, dtype=x.dtype)
+    for c in prange(C):
+        inverse_std = 1 / np.sqrt(var[c] + eps)
+        # One sum per loop nest: compiled, each is vectorised, where two sums in one loop are not.
+        for n in range(N):
+            for s in range(S):
+                dbeta[c] += douts[n, c, s]
+        # xhat's common factor inverse_std is taken out of the sum, which so stays in x's dtype
+        # (compiled, a float64 factor would make it a float64 sum rounded every step, not vectorised).
+        for n in range(N):
+            for s in range(S):
+                dgamma[c] += douts[n, c, s] * (xs[n, c, s] - mean[c])
+        dgamma[c] *= inverse_std
+        mean_dout = dbeta[c] / M
+        mean_dout_xhat = dgamma[c] / M
+        for n in range(N):
+            for s in range(S):
+                xhat = (xs[n, c, s] - mean[c]) * inverse_std
+                dx[n, c, s] = gamma[c] * inverse_std * (douts[n, c, s] - mean_dout - xhat * mean_dout_xhat)
+    return dx.reshape(x.shape), dgamma, dbeta
+
+
+def dropout_forward(x, rate, rng):
+    """Inverted dropout, training mode: each value is kept with probability 1 - rate, and scaled by
+    1 / (1 - rate) so that its expected value stays x (evaluation then uses x as it is).
+
+    mask[k] = (u[k] >= rate) / (1 - rate), u = rng.random(x.shape), uniform in [0, 1);  out[k] = x[k] * mask[k]
+
+    x (any shape), rate in [0, 1), rng a numpy.random.Generator -> out, mask (shape and dtype of x).
+    The randomness comes only from rng; dropout_forward_given_draws does the arithmetic.
+    """
+    return dropout_forward_given_draws(x, rng.random(x.shape), rate)
+
+
+def dropout_forward_given_draws(x, uniform, rate):
+    """dropout_forward with its uniform draws u given: mask[k] = (u[k] >= rate) / (1 - rate), out[k] = x[k] * mask[k].
+
+    x (any shape), uniform (shape of x, float64 in [0, 1)), rate in [0, 1) -> out, mask (shape and dtype of x)
+    """
+    x_flat = x.ravel()
+    u_flat = uniform.ravel()
+    out = np.empty(x.size, dtype=x.dtype)
+    mask = np.empty(x.size, dtype=x.dtype)
+    for k in prange(x.size):
+        if u_flat[k] >= rate:
+            mask[k] = 1 / (1 - rate)
+        else:
+            mask[k] = 0
+        out[k] = x_flat[k] * mask[k]
+    return out.reshape(x.shape), mask.reshape(x.shape)
+
+
+def dropout_backward(dout, mask):
+    """Dropout backward: the forward's own mask, not a new one, scales the gradient.
+
+    dx[k] = dout[k] * mask[k]
+
+    dout (any shape), mask (shape of dout, from dropout_forward) -> dx (shape of dout)
+    """
+    dout_flat = dout.ravel()
+    mask_flat = mask.ravel()
+    dx = np.empty(dout.size, dtype=dout.dtype)
+    for k in prange(dout.size):
+        dx[k] = dout_flat[k] * mask_flat[k]
+    return dx.reshape(dout.shape)
+
+
+def avgpool2d_forward(x, size=2, stride=None):
+    """Average-pooling layer, forward: the mean of each size x size window.
+
+    out[n, c, i, j] = 1/size**2 sum_{di, dj} x[n, c, i*stride + di, j*stride + dj]
+
+    x (N, C, H, W) -> out (N, C, H', W'), H' = 1 + (H - size) // stride (stride None = size).
+    """
+    if stride is None:
+        stride = size
+    N, C, H, W = x.shape
+    H_out = output_size(H, size, stride, 0)
+    W_out = output_size(W, size, stride, 0)
+    # The sum accumulates in out itself, in x's dtype, and is divided once at the end.
+    out = np.zeros((N, C, H_out, W_out), dtype=x.dtype)
+    for n in prange(N):
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    for di in range(size):
+                        for dj in range(size):
+                            out[n, c, i, j] += x[n, c, i * stride + di, j * stride + dj]
+                    out[n, c, i, j] /= size * size
+    return out
+
+
+def avgpool2d_backward(dout, x, size=2, stride=None):
+    """Average-pooling layer, backward: each window's gradient shared equally by its size**2 inputs.
+
+    dx[n, c, i*stride + di, j*stride + dj] += dout[n, c, i, j] / size**2, for every di, dj < size;
+    overlapping windows (stride < size) accumulate, pixels in no window get 0.
+
+    dout (N, C, H', W'), x (N, C, H, W) (read for its shape) -> dx (N, C, H, W)
+    """
+    if stride is None:
+        stride = size
+    N, C, H, W = x.shape
+    H_out = dout.shape[2]
+    W_out = dout.shape[3]
+    dx = np.empty(x.shape, dtype=x.dtype)
+    for n in prange(N):
+        dx[n] = 0.0  # zeroed image by image, in the loop that fills it (see maxpool2d_backward)
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    for di in range(size):
+                        for dj in range(size):
+                            dx[n, c, i * stride + di, j * stride + dj] += dout[n, c, i, j] / (size * size)
+    return dx

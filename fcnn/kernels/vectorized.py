@@ -154,3 +154,109 @@ def maxpool2d_backward(dout, x, size=2, stride=None):
         else:
             np.multiply(dout, wins, out=dx[tap])
     return dx
+
+
+# ---- Batch norm, dropout and average pooling -------------------------------------------------
+
+
+def _channel_axes(x):
+    """Every axis of x but the channel's (axis 1): (0,) for (N, C), (0, 2, 3) for (N, C, H, W)."""
+    return (0, *range(2, x.ndim))
+
+
+def _along_channels(values, x):
+    """values (C,) shaped to broadcast along axis 1 of x: (1, C) or (1, C, 1, 1)."""
+    return values.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def batchnorm_statistics(x):
+    """Per-channel mean and biased variance over every other axis.
+
+    mean[c] = 1/M sum_{n, s} x[n, c, s],  var[c] = 1/M sum_{n, s} (x[n, c, s] - mean[c])**2
+
+    x (N, C) or (N, C, H, W) -> mean (C,), var (C,)
+    """
+    axes = _channel_axes(x)
+    mean = x.mean(axis=axes)
+    var = ((x - _along_channels(mean, x)) ** 2).mean(axis=axes)
+    return mean, var
+
+
+def _normalised(x, eps):
+    """xhat = (x - mean) / sqrt(var + eps) and 1 / sqrt(var + eps) (C,), from x's batch statistics."""
+    mean, var = batchnorm_statistics(x)
+    inverse_std = 1 / np.sqrt(var + eps)
+    return (x - _along_channels(mean, x)) * _along_channels(inverse_std, x), inverse_std
+
+
+def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    """Batch norm, training mode: out = gamma * (x - mean) / sqrt(var + eps) + beta, per channel.
+
+    x (N, C) or (N, C, H, W), gamma (C,), beta (C,) -> out (shape of x)
+    """
+    xhat, _ = _normalised(x, eps)
+    return _along_channels(gamma, x) * xhat + _along_channels(beta, x)
+
+
+def batchnorm_backward(dout, x, gamma, eps=1e-5):
+    """Batch norm backward: dbeta = sum dout, dgamma = sum dout * xhat (over all but axis 1),
+    dx = gamma / sqrt(var + eps) * (dout - dbeta / M - xhat * dgamma / M), M values per channel.
+
+    dout (shape of x), x (N, C) or (N, C, H, W), gamma (C,) -> dx (shape of x), dgamma (C,), dbeta (C,)
+    """
+    axes = _channel_axes(x)
+    M = x.size // x.shape[1]
+    xhat, inverse_std = _normalised(x, eps)
+    dbeta = dout.sum(axis=axes)
+    dgamma = (dout * xhat).sum(axis=axes)
+    dx = _along_channels(gamma * inverse_std, x) * (
+        dout - _along_channels(dbeta / M, x) - xhat * _along_channels(dgamma / M, x)
+    )
+    return dx, dgamma, dbeta
+
+
+def dropout_forward(x, rate, rng):
+    """Inverted dropout: mask = (rng.random(x.shape) >= rate) / (1 - rate) in x's dtype, out = x * mask.
+
+    x (any shape), rate in [0, 1), rng a numpy.random.Generator -> out, mask (shape and dtype of x)
+    """
+    mask = ((rng.random(x.shape) >= rate) / (1 - rate)).astype(x.dtype)
+    return x * mask, mask
+
+
+def dropout_backward(dout, mask):
+    """Dropout backward: dx = dout * mask, the forward's mask. dout, mask (same shape) -> dx"""
+    return dout * mask
+
+
+def avgpool2d_forward(x, size=2, stride=None):
+    """Average-pooling forward: out[n, c, i, j] = 1/size**2 sum_{di, dj} x[n, c, i*stride + di, j*stride + dj].
+
+    x (N, C, H, W) -> out (N, C, H', W'), H' = 1 + (H - size) // stride (stride None = size)
+    """
+    if stride is None:
+        stride = size
+    N, C, H, W = x.shape
+    H_out, W_out = output_size(H, size, stride, 0), output_size(W, size, stride, 0)
+    # One addition per tap over whole (N, C, H', W') planes, in row-major tap order (as loop.py
+    # sums), for the reason maxpool2d_forward gives.
+    out = np.zeros((N, C, H_out, W_out), dtype=x.dtype)
+    for _, tap in _taps(size, size, stride, H_out, W_out):
+        out += x[tap]
+    out /= size * size
+    return out
+
+
+def avgpool2d_backward(dout, x, size=2, stride=None):
+    """Average-pooling backward: dx[n, c, i*stride + di, j*stride + dj] += dout[n, c, i, j] / size**2.
+
+    dout (N, C, H', W'), x (N, C, H, W) (read for its shape) -> dx (N, C, H, W); overlaps accumulate
+    """
+    if stride is None:
+        stride = size
+    H_out, W_out = dout.shape[2:]
+    share = dout / (size * size)
+    dx = np.zeros(x.shape, dtype=x.dtype)
+    for _, tap in _taps(size, size, stride, H_out, W_out):
+        dx[tap] += share
+    return dx
