@@ -76,10 +76,17 @@ def describe(run, params, done, train_images, test_images, note=""):
     return (
         f"fcnn: {run['arch']} net ({count:,} parameters) on the {run['backend']} backend | "
         f"data: {source}, {train_images} train / {test_images} test images\n"
-        f"      batch {run['batch_size']}, lr {run['lr']:g}, momentum {run['momentum']:g}, "
+        f"      batch {run['batch_size']}, lr {run['lr']:g}, {optimizer_text(run)}, "
         f"lr decay {run['lr_decay']:g}, seed {run['seed']}, epochs {done + 1}..{run['epochs']}"
         + (f"\n      note: {note}" if note else "")
     )
+
+
+def optimizer_text(run):
+    """'momentum 0.9' for SGD (as before other optimisers existed), else the optimiser's name;
+    then the weight decay unless it is 0."""
+    text = f"momentum {run['momentum']:g}" if run["optimizer"] == "sgd" else run["optimizer"]
+    return text + (f", weight decay {run['weight_decay']:g}" if run["weight_decay"] else "")
 
 
 def format_epoch(record, epochs):

@@ -10,7 +10,7 @@ from typing import Callable, NamedTuple
 
 from fcnn.kernels import BACKENDS, BackendUnavailableError, default_backend, get_backend
 from fcnn.model import PRESETS, resolve_arch
-from fcnn.training import ARCH_DEFAULTS, learning_rate
+from fcnn.training import ARCH_DEFAULTS, OPTIMIZER_DEFAULTS, OPTIMIZERS, learning_rate
 
 
 class UsageError(ValueError):
@@ -35,8 +35,12 @@ SETTINGS = {
                       "total number of epochs, counting those of a resumed run"),
     "batch_size": Setting(int, lambda value: value >= 1, "an integer >= 1", "images per SGD step (1 = per-sample SGD)"),
     "lr": Setting(float, lambda value: 0 < value < math.inf, "a finite number > 0", "learning rate of the first epoch"),
+    "optimizer": Setting(str, OPTIMIZERS.__contains__, "", "sgd (default), or adam, adamw, rmsprop as "
+                         "torch.optim's (their lr defaults to PyTorch's: 0.001, 0.001, 0.01)", choices=OPTIMIZERS),
     "momentum": Setting(float, lambda value: 0 <= value < 1, "a number in [0, 1)",
                         "momentum of SGD, PyTorch style (0 = plain SGD)"),
+    "weight_decay": Setting(float, lambda value: 0 <= value < math.inf, "a finite number >= 0",
+                            "L2 weight decay, as torch.optim's (AdamW's decoupled; default 0, AdamW 0.01)"),
     "lr_decay": Setting(float, lambda value: 0 < value <= 1, "a number in (0, 1]",
                         "lr of epoch e (from 0) is lr * lr_decay**e"),
     "seed": Setting(int, lambda value: value >= 0, "an integer >= 0",
@@ -51,7 +55,8 @@ SETTINGS = {
 # The settings a checkpoint remembers (all but epochs), so that --resume continues its run; with
 # data_sha256, the checksum of the data trained on (fcnn.data.checksum).
 REMEMBERED = tuple(key for key in SETTINGS if key != "epochs")
-DEFAULTS = {"arch": "seed", "backend": None, "seed": 0, "data": None, "train_limit": None, "test_limit": None}
+DEFAULTS = {"arch": "seed", "backend": None, "optimizer": "sgd", "seed": 0, "data": None, "train_limit": None,
+            "test_limit": None}
 
 
 def from_text(key, text):
@@ -97,13 +102,14 @@ def remembered(checkpoint, given):
     """The settings a checkpoint's config holds, except those `given` on the command line, each
     checked by the table; the architecture comes from the checkpoint's arrays."""
     config = {key: value for key, value in checkpoint["config"].items()
-              if key in REMEMBERED and key not in given and key != "arch"}
+              if key in REMEMBERED and key not in given and key not in ("arch", "optimizer")}
     for key, value in config.items():
         wrong = problem(key, value)
         if wrong:
             advice = "; pass --backend" if key == "backend" else ""
             raise UsageError(f"checkpoint {checkpoint['path']}: its config {wrong}{advice}")
-    return {**config, "arch": preset_of(checkpoint)}
+    # The architecture and the optimiser come from the arrays the checkpoint holds.
+    return {**config, "arch": preset_of(checkpoint), "optimizer": checkpoint.get("optimizer", "sgd")}
 
 
 def resolve(given, checkpoint=None):
@@ -118,10 +124,15 @@ def resolve(given, checkpoint=None):
     if given.get("data"):
         given["data"] = os.path.abspath(os.path.expanduser(given["data"]))
     kept = remembered(checkpoint, given) if checkpoint else {}
-    if kept and given.get("arch", kept["arch"]) != kept["arch"]:
-        raise UsageError(f"--arch {given['arch']} does not match the checkpoint, which holds {kept['arch']!r}")
+    for key in ("arch", "optimizer"):
+        if kept and given.get(key, kept[key]) != kept[key]:
+            raise UsageError(f"--{key} {given[key]} does not match the checkpoint, which holds {kept[key]!r}")
     arch = given.get("arch") or kept.get("arch") or DEFAULTS["arch"]
-    settings = {**DEFAULTS, **ARCH_DEFAULTS[arch], **kept, **given, "arch": arch}
+    optimizer = given.get("optimizer") or kept.get("optimizer") or DEFAULTS["optimizer"]
+    if optimizer != "sgd" and "momentum" in given:
+        raise UsageError(f"--momentum is an option of sgd; {optimizer} keeps moments of its own")
+    settings = {**DEFAULTS, **ARCH_DEFAULTS[arch], **OPTIMIZER_DEFAULTS[optimizer], **kept, **given,
+                "arch": arch, "optimizer": optimizer}
     try:
         settings["backend"] = settings["backend"] or default_backend()
         get_backend(settings["backend"])

@@ -17,16 +17,17 @@ import numpy as np
 from tqdm import tqdm
 
 import fcnn
-from fcnn import keep_freed_memory, settings
+from fcnn import keep_freed_memory, settings, use_one_blas_thread
 from fcnn.checkpoint import generator_from_state, load_checkpoint, metrics_path, save_checkpoint, write_metrics
 from fcnn.command_line import checkpoint_note, describe, format_epoch, parse_args, plural
 from fcnn.data import checksum, load_mnist, scale
 from fcnn.outputs import OutputStreamFailed, check_outputs, make_save_folder, say, tell, write_plot_metrics
 from fcnn.stop_signals import StopSignals, Stopped, stop_of
 from fcnn.thread_count import check_thread_count
-from fcnn.training import TrainingDiverged, evaluate, learning_rate, train_epoch, warm_up
+from fcnn.training import TrainingDiverged, evaluate, fresh_state, learning_rate, train_epoch, warm_up
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
+OPTIMIZER_SETTINGS = ("optimizer", "momentum", "weight_decay")  # how train_epoch steps
 
 
 def main(argv=None):
@@ -62,12 +63,12 @@ def main(argv=None):
         x_test = scale(test_images)
 
         if checkpoint:
-            params, velocity, rng = checkpoint["params"], checkpoint["velocity"], generator_from_state(checkpoint["rng_state"])
+            params, moments, rng = checkpoint["params"], checkpoint["optimizer_state"], generator_from_state(checkpoint["rng_state"])
             done, metrics, saved = checkpoint["epoch"], checkpoint["metrics"], (args.resume, checkpoint["epoch"])
         else:  # Two independent streams from one seed: the initial weights, and the shuffling order.
             init_seed, shuffle_seed = np.random.SeedSequence(run["seed"]).spawn(2)
             params = fcnn.init(run["arch"], seed=np.random.default_rng(init_seed))
-            velocity, rng, done, metrics, saved = fcnn.zeros_like(params), np.random.default_rng(shuffle_seed), 0, [], None
+            moments, rng, done, metrics, saved = fresh_state(run["optimizer"], params), np.random.default_rng(shuffle_seed), 0, [], None
         if done >= run["epochs"]:
             print(f"{args.resume} already holds {plural(done, 'epoch')}; pass --epochs {done + 1} or more to go on")
             return 0
@@ -88,9 +89,9 @@ def main(argv=None):
                         stop.check()
 
                     start = time.perf_counter()
-                    params, velocity, stats = train_epoch(
-                        params, velocity, x_train, y_train, run["arch"], run["backend"], lr=lr,
-                        momentum=run["momentum"], batch_size=run["batch_size"], rng=rng, epoch=epoch, on_step=on_step)
+                    params, moments, stats = train_epoch(
+                        params, moments, x_train, y_train, run["arch"], run["backend"], lr=lr, batch_size=run["batch_size"],
+                        rng=rng, epoch=epoch, on_step=on_step, **{key: run[key] for key in OPTIMIZER_SETTINGS})
                     seconds = time.perf_counter() - start
                 test_accuracy = evaluate(params, x_test, y_test, run["arch"], run["backend"])
                 metrics = metrics + [{"epoch": epoch + 1, "lr": lr, "train_loss": stats["train_loss"],
@@ -99,9 +100,9 @@ def main(argv=None):
                                       "step_losses": stats["step_losses"]}]
                 done = epoch + 1
                 if save_path:  # saved before its line is printed: a failed stdout never costs an epoch
-                    save_checkpoint(save_path, arch=run["arch"], params=params, velocity=velocity, epoch=done,
-                                    rng_state=rng.bit_generator.state, metrics=metrics,
-                                    config=settings.config(run, data_sha256))
+                    save_checkpoint(save_path, arch=run["arch"], params=params, optimizer=run["optimizer"],
+                                    optimizer_state=moments, epoch=done, rng_state=rng.bit_generator.state,
+                                    metrics=metrics, config=settings.config(run, data_sha256))
                     write_metrics(metrics_path(save_path), metrics)
                     saved = (save_path, done)
                 say(format_epoch(metrics[-1], run["epochs"]))
@@ -138,6 +139,7 @@ def stopped(problem, progress):
 
 if __name__ == "__main__":
     # Process-wide, so here and not in the library: steps reuse freed memory instead of
-    # faulting in fresh pages (fcnn/memory.py says why).
+    # faulting in fresh pages, and BLAS runs on one thread (fcnn/memory.py, fcnn/blas.py say why).
     keep_freed_memory()
+    use_one_blas_thread()
     sys.exit(main())

@@ -24,6 +24,7 @@ NUMBERS = [key for key, setting in SETTINGS.items() if setting.kind in (int, flo
     ("seed", "0", ["-1"]),
     ("epochs", "3", ["0"]),
     ("train_limit", "10", ["0", "-3"]),
+    ("weight_decay", "0", ["-1e-4", "inf", "nan"]),
 ])
 def test_the_command_line_and_a_checkpoint_are_held_to_the_same_rule_in_the_same_words(key, good, bad):
     kind = SETTINGS[key].kind
@@ -53,7 +54,8 @@ def test_null_is_fine_only_for_the_optional_settings():
 
 
 def test_every_number_the_script_takes_is_in_the_table():
-    assert set(NUMBERS) == {"epochs", "batch_size", "lr", "momentum", "lr_decay", "seed", "train_limit", "test_limit"}
+    assert set(NUMBERS) == {"epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_decay", "seed",
+                            "train_limit", "test_limit"}
 
 
 def checkpoint_of(config, epoch=1, arch="seed"):
@@ -120,3 +122,19 @@ def test_a_thread_count_above_the_cores_warns_and_one_within_them_does_not():
     assert "more threads than the 2 cores" in check_thread_count({"NUMBA_NUM_THREADS": "3"}, cores=2)
     assert check_thread_count({"NUMBA_NUM_THREADS": "2"}, cores=2) is None
     assert check_thread_count({}, cores=2) is None
+
+
+def test_adaptive_optimisers_take_pytorchs_defaults_and_refuse_sgds_momentum():
+    assert resolve({"optimizer": "adam", "backend": "numpy"})["lr"] == 1e-3
+    assert resolve({"optimizer": "adamw", "backend": "numpy"})["weight_decay"] == 0.01
+    assert resolve({"optimizer": "rmsprop", "backend": "numpy", "lr": 0.5})["lr"] == 0.5
+    assert resolve({"backend": "numpy"})["weight_decay"] == 0.0
+    with pytest.raises(UsageError, match="--momentum is an option of sgd"):
+        resolve({"optimizer": "adam", "momentum": 0.9, "backend": "numpy"})
+
+
+def test_the_optimiser_comes_from_the_checkpoints_arrays():
+    checkpoint = {**checkpoint_of({"lr": 0.002}), "optimizer": "adam"}
+    assert resolve({"backend": "numpy"}, checkpoint)["optimizer"] == "adam"
+    with pytest.raises(UsageError, match="--optimizer sgd does not match the checkpoint, which holds 'adam'"):
+        resolve({"optimizer": "sgd", "backend": "numpy"}, checkpoint)
