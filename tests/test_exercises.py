@@ -461,7 +461,8 @@ def test_stub_with_the_reference_body_pasted_in_passes(tmp_path, kernel):
     stub = exercises.stub(kernel)
     todo = stub.index("    # TODO")
     helpers = (
-        "from fcnn.kernels.loop import conv2d_backward_input, conv2d_backward_weights, output_size, prange, zero_pad\n"
+        "from fcnn.kernels.loop import (batchnorm_statistics, conv2d_backward_input, conv2d_backward_weights,\n"
+        "    dropout_forward_given_draws, output_size, per_channel, prange, zero_pad)\n"
     )
     source = helpers + stub[:todo] + _body_of(KERNELS[kernel].reference)
     path = tmp_path / "my_kernel.py"
