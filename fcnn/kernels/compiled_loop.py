@@ -52,7 +52,7 @@ def _fast_path(kernel, **options):
 # run many times slower. There, run with NUMBA_NUM_THREADS=1 (or numba.set_num_threads(1)).
 # (Figures: docs/performance.md.)
 _namespace = dict(vars(loop), prange=numba.prange)
-_namespace["output_size"] = _compile(loop.output_size, _namespace)
+_namespace["output_size"] = output_size = _compile(loop.output_size, _namespace)
 _namespace["zero_pad"] = _compile(loop.zero_pad, _namespace)
 
 # The options of each kernel, shared by its fast path below.

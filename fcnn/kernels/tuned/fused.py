@@ -11,6 +11,7 @@ of arrays holding an inf or a NaN (see conv_backward.py), run the unfused kernel
 import numba
 import numpy as np
 
+from fcnn.kernels.compiled_loop import output_size
 from fcnn.kernels.numba_backend import maxpool2d_backward
 from fcnn.kernels.numba_cache import cached
 from fcnn.kernels.tuned.conv_backward import (
@@ -31,7 +32,7 @@ def _relu_maxpool2d(z, size, stride):
     z (N, C, H, W) -> out (N, C, H', W'), H' = 1 + (H - size) // stride.
     """
     N, C, H, W = z.shape
-    H_out, W_out = 1 + (H - size) // stride, 1 + (W - size) // stride
+    H_out, W_out = output_size(H, size, stride, 0), output_size(W, size, stride, 0)
     out = np.empty((N, C, H_out, W_out), dtype=z.dtype)
     for n in numba.prange(N):
         for c in range(C):
