@@ -70,3 +70,43 @@ def test_fresh_processes_sharing_the_disk_cache_match_loop_in_any_order(name, tm
         result = subprocess.run([sys.executable, "-c", SCRIPT, *steps], env=environment,
                                 capture_output=True, text=True)
         assert result.returncode == 0, f"process {number} ({' '.join(steps)}) failed: {result.stderr[-3000:]}"
+
+
+def test_without_a_writable_cache_place_fcnn_compiles_uncached_and_says_so_once(tmp_path):
+    # A read-only install (a course machine, a container) with an unwritable home and cache
+    # folder: numba finds no locator for its cache. A __pycache__ that is a file blocks the
+    # package's folders even for root, whom the read-only mode does not stop.
+    import shutil
+    from pathlib import Path
+
+    import fcnn
+
+    install = tmp_path / "install"
+    shutil.copytree(Path(fcnn.__file__).parent, install / "fcnn", ignore=shutil.ignore_patterns("__pycache__"))
+    folders = [install, *(path for path in install.rglob("*") if path.is_dir())]
+    for folder in folders:
+        (folder / "__pycache__").touch()
+    for path in [*install.rglob("*"), install]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    unwritable = "/dev/null/nowhere"  # below a file: no one can create it
+    environment = {**os.environ, "PYTHONPATH": str(install), "HOME": unwritable, "XDG_CACHE_HOME": unwritable,
+                   "NUMBA_CACHE_DIR": unwritable, "NUMBA_NUM_THREADS": "1"}
+    script = (
+        "import numpy as np, fcnn\n"
+        "assert fcnn.__file__.startswith(%r), fcnn.__file__\n"
+        "print(fcnn.available_backends())\n"
+        "params = fcnn.init('seed'); x = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)\n"
+        "expected = fcnn.forward(params, x, 'seed', backend='loop')[0]\n"
+        "for backend in ('numba', 'tuned'):\n"
+        "    np.testing.assert_allclose(fcnn.forward(params, x, 'seed', backend=backend)[0], expected, rtol=2e-5, atol=2e-5)\n"
+    ) % str(install)
+    try:
+        result = subprocess.run([sys.executable, "-W", "always", "-c", script], env=environment, cwd=tmp_path,
+                                capture_output=True, text=True)
+    finally:
+        for path in [install, *install.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "'numba', 'tuned'" in result.stdout
+    assert result.stderr.count("NumbaCacheWarning") == 1, result.stderr
+    assert "no writable place for its disk cache" in result.stderr and "NUMBA_CACHE_DIR" in result.stderr

@@ -52,16 +52,19 @@ def _fast_path(kernel, **options):
 # run many times slower. There, run with NUMBA_NUM_THREADS=1 (or numba.set_num_threads(1)).
 # (Figures: docs/performance.md.)
 _namespace = dict(vars(loop), prange=numba.prange)
-_namespace["output_size"] = _compile(loop.output_size, _namespace)
+_namespace["output_size"] = output_size = _compile(loop.output_size, _namespace)
 _namespace["zero_pad"] = _compile(loop.zero_pad, _namespace)
 
 # The options of each kernel, shared by its fast path below.
 # fastmath={"contract"} lets each `a += w * x` be one fused multiply-add (rounded once
 # instead of twice), nothing else: at best a few per cent on the presets' convolutions.
-# Full fastmath also lets the dw and db sums be reordered into SIMD lanes, several times
+# "reassoc" also lets the dw and db sums be reordered into SIMD lanes, several times
 # faster; the result differs from the strict left-to-right sum only by float rounding.
+# Not full fastmath: its nnan and ninf let the compiler assume away the NaN and inf that
+# loop.py propagates.
+REASSOCIATE = {"contract", "reassoc"}
 CONV2D_FORWARD = dict(parallel=True, fastmath={"contract"})
-CONV2D_BACKWARD_WEIGHTS = dict(parallel=True, fastmath=True)
+CONV2D_BACKWARD_WEIGHTS = dict(parallel=True, fastmath=REASSOCIATE)
 CONV2D_BACKWARD_INPUT = dict(parallel=True, fastmath={"contract"})
 MAXPOOL2D = dict(parallel=True)
 

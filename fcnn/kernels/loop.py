@@ -154,7 +154,7 @@ def conv2d_backward_input(dout, x, w, stride=1, pad=0):
 def maxpool2d_forward(x, size=2, stride=None):
     """Max-pooling layer, forward: the largest value of each size x size window.
 
-    out[n, c, i, j] = max_{di, dj} x[n, c, i*stride + di, j*stride + dj]
+    out[n, c, i, j] = max_{di, dj} x[n, c, i*stride + di, j*stride + dj]   (NaN if the window holds a NaN)
 
     x (N, C, H, W) -> out (N, C, H', W'), H' = 1 + (H - size) // stride (stride None = size).
     """
@@ -172,7 +172,9 @@ def maxpool2d_forward(x, size=2, stride=None):
                     for di in range(size):
                         for dj in range(size):
                             value = x[n, c, i * stride + di, j * stride + dj]
-                            if value > largest:
+                            # A NaN is not <= any number, so it replaces one, and once the largest
+                            # is NaN nothing replaces it: the max of a window holding a NaN is NaN.
+                            if not (value <= largest or np.isnan(largest)):
                                 largest = value
                     out[n, c, i, j] = largest
     return out
@@ -183,7 +185,8 @@ def maxpool2d_backward(dout, x, size=2, stride=None):
 
     dx[n, c, i*stride + di*, j*stride + dj*] += dout[n, c, i, j],
     where (di*, dj*) is the first maximum of the window in row-major order (ties: the
-    first one takes the whole gradient). Overlapping windows (stride < size) accumulate.
+    first one takes the whole gradient; a NaN is the maximum of its window, and the first
+    NaN takes the gradient). Overlapping windows (stride < size) accumulate.
 
     dout (N, C, H', W'), x (N, C, H, W) -> dx (N, C, H, W)
     """
@@ -206,7 +209,8 @@ def maxpool2d_backward(dout, x, size=2, stride=None):
                         for dj in range(size):
                             value = x[n, c, i * stride + di, j * stride + dj]
                             # Strictly greater: a later tie does not replace the first maximum.
-                            if value > largest:
+                            # A NaN beats every number, and the first NaN is never replaced.
+                            if not (value <= largest or np.isnan(largest)):
                                 largest = value
                                 best_di = di
                                 best_dj = dj

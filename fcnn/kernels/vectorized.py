@@ -137,7 +137,12 @@ def maxpool2d_backward(dout, x, size=2, stride=None):
     H_out, W_out = dout.shape[2:]
     largest = maxpool2d_forward(x, size, stride)
     # Taps are visited in row-major order, and a window is claimed by the first tap that
-    # holds its maximum: a later tie finds it claimed already.
+    # holds its maximum: a later tie finds it claimed already. A window's maximum is NaN
+    # when it holds a NaN (np.maximum), and then its first NaN claims it.
+    nan_windows = np.isnan(largest).any()
+    # A product with the 0/1 mask: branch-free, unlike np.where, which mispredicts per element.
+    # But 0 * inf is NaN: a dout holding an inf or a NaN is added only where a tap wins (slower).
+    finite = np.isfinite(dout.sum())
     unclaimed = np.ones(dout.shape, dtype=bool)
     wins = np.empty(dout.shape, dtype=bool)
     dx = np.zeros(x.shape, dtype=x.dtype)
@@ -146,10 +151,13 @@ def maxpool2d_backward(dout, x, size=2, stride=None):
     overlapping = stride < size
     for _, tap in _taps(size, size, stride, H_out, W_out):
         np.equal(x[tap], largest, out=wins)
+        if nan_windows:
+            wins |= np.isnan(x[tap])
         wins &= unclaimed
         unclaimed ^= wins
-        # A product with the 0/1 mask: branch-free, unlike np.where, which mispredicts per element.
-        if overlapping:
+        if not finite:
+            np.add(dx[tap], dout, out=dx[tap], where=wins)
+        elif overlapping:
             dx[tap] += dout * wins
         else:
             np.multiply(dout, wins, out=dx[tap])

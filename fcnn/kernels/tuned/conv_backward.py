@@ -7,13 +7,15 @@ Then tap (ki, kj) links output position p = i*Wp + j to input position p + ki*Wp
 p at once: each tap is one long contiguous loop, which vectorises, at the price of the zero
 columns. On top of that, each loop serves a block of 5 taps and 2 filters (or 2 channels), so
 that its 10 running sums stay in registers and every value loaded feeds several multiply-adds.
-Other strides go to the numba backend's compiled loops (the same numbers, slower).
+Other strides go to the numba backend's compiled loops (the same numbers, slower), and so do
+arrays that hold an inf or a NaN: the wide rows multiply values outside each tap's window by
+zeros (the zero columns, the padding taps), and 0 * inf is a NaN where loop.py has a number.
 """
 
 import numba
 import numpy as np
 
-from fcnn.kernels import compiled_loop
+from fcnn.kernels import compiled_loop, numba_backend
 from fcnn.kernels.numba_cache import cached
 
 TAPS_PER_BLOCK = 5  # the 5 tap offsets spelled out in the kernels below: 5x5 and 3x3 kernels fit it well
@@ -31,7 +33,7 @@ def _blocks_of_taps(planes, plane_stride, row_pitch, KH, KW, sign):
     return np.concatenate([offsets, np.full(-len(offsets) % TAPS_PER_BLOCK, offsets[0])]).astype(np.int64)
 
 
-@cached(parallel=True, fastmath=True, error_model="numpy")
+@cached(parallel=True, fastmath=compiled_loop.REASSOCIATE, error_model="numpy")
 def _wide_rows(dout, row_pitch, lead, plane):
     """dout (N, F, H', W') -> (wide (N, F, plane), sums (N, F)): dout on wide rows, and each map's sum.
 
@@ -72,11 +74,12 @@ def _padded_flat(x, pad):
     return xpad
 
 
-# fastmath lets each sum be split into SIMD lanes (reordered: the same value up to float
-# rounding, as in compiled_loop.py's weight gradient); error_model="numpy" drops the division-by-zero
+# fastmath's reassoc lets each sum be split into SIMD lanes (reordered: the same value up to
+# float rounding, as in compiled_loop.py's weight gradient); no nnan or ninf, which would let
+# the compiler assume away the NaN and inf that loop.py propagates; error_model="numpy" drops the division-by-zero
 # checks from the index arithmetic. Every array is sliced into views indexed from 0, so no
 # index can be negative and the loops need no wrap-around test (a branch that blocks SIMD).
-@cached(parallel=True, fastmath=True, error_model="numpy")
+@cached(parallel=True, fastmath=compiled_loop.REASSOCIATE, error_model="numpy")
 def _weight_gradient_blocked(dout_wide, lead, length, x_flat, tap_offsets, dw_flat):
     """dw_flat[f, t] = sum_{n, p < length} dout_wide[n, f, lead + p] * x_flat[n, tap_offsets[t] + p], into dw_flat.
 
@@ -162,6 +165,11 @@ def _input_gradient_blocked(dout_ext, tap_offsets, weights, dxpad_flat):
                 out1[q] += v0 * s0[q] + v1 * s1[q] + v2 * s2[q] + v3 * s3[q] + v4 * s4[q]
 
 
+def finite(*arrays):
+    """Whether every value of the arrays is finite: one sum each (an overflow only costs the fast path)."""
+    return all(np.isfinite(array.sum()) for array in arrays)
+
+
 def wide_layout(x_shape, w_shape, pad, input_gradient):
     """(row_pitch, lead, plane) of the wide rows that the gradients below read dout from.
 
@@ -223,8 +231,8 @@ def conv2d_backward_weights(dout, x, w, stride=1, pad=0):
 
     dout (N, F, H', W'), x (N, C, H, W), w (F, C, KH, KW) -> dw (F, C, KH, KW), db (F,)
     """
-    if stride != 1:
-        return compiled_loop.conv2d_backward_weights(dout, x, w, stride, pad)
+    if stride != 1 or not finite(x):
+        return numba_backend.conv2d_backward_weights(dout, x, w, stride, pad)
     row_pitch, lead, plane = wide_layout(x.shape, w.shape, pad, input_gradient=False)
     dout_wide, sums = _wide_rows(dout, row_pitch, lead, plane)
     return weight_gradient_from_wide(dout_wide, sums, lead, x, w, pad)
@@ -236,8 +244,8 @@ def conv2d_backward(dout, x, w, stride=1, pad=0):
     dxpad[n, c, i*stride + ki, j*stride + kj] += w[f, c, ki, kj] * dout[n, f, i, j]; dx = dxpad without its border.
     dout (N, F, H', W'), x (N, C, H, W), w (F, C, KH, KW) -> dx (N, C, H, W), dw (F, C, KH, KW), db (F,)
     """
-    if stride != 1:
-        return compiled_loop.conv2d_backward(dout, x, w, stride, pad)
+    if stride != 1 or not finite(dout, x, w):
+        return numba_backend.conv2d_backward(dout, x, w, stride, pad)
     row_pitch, lead, plane = wide_layout(x.shape, w.shape, pad, input_gradient=True)
     dout_wide, sums = _wide_rows(dout, row_pitch, lead, plane)
     dw, db = weight_gradient_from_wide(dout_wide, sums, lead, x, w, pad)

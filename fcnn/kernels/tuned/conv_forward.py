@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from fcnn.kernels import compiled_loop
+from fcnn.kernels.loop import output_size
 from fcnn.kernels.numba_cache import compile_variant
 
 
@@ -43,7 +44,7 @@ def stride1_kernel(C, H, W, F, KH, KW, pad):
     the disk cache keeps one entry per shape, and no two shapes share their code's symbols.
     """
     Hp, Wp = H + 2 * pad, W + 2 * pad
-    H_out, W_out = Hp - KH + 1, Wp - KW + 1
+    H_out, W_out = output_size(H, KH, 1, pad), output_size(W, KW, 1, pad)
     # Wide positions p = i*Wp + j of the output; the last row's Wp - W' junk columns are not
     # needed, and would read past the end of the padded plane.
     P = (H_out - 1) * Wp + W_out

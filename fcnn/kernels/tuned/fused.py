@@ -4,18 +4,20 @@ Forward: the convolution, then ReLU and pooling in one pass (max_i relu(z_i) = r
 so no ReLU array is made). Backward: the pooled gradient goes straight to the winning position
 of each window, where z > 0, inside the wide-row layout the tuned convolution backward reads:
 one pass instead of maxpool backward, ReLU backward and the wide-row copy. The fast path is a
-stride-1 convolution with a 2x2 pool of stride 2 (every preset); other shapes run the unfused
-tuned kernels in sequence.
+stride-1 convolution with a 2x2 pool of stride 2 (every preset); other shapes, and a backward
+of arrays holding an inf or a NaN (see conv_backward.py), run the unfused kernels in sequence.
 """
 
 import numba
 import numpy as np
 
+from fcnn.kernels.compiled_loop import output_size
 from fcnn.kernels.numba_backend import maxpool2d_backward
 from fcnn.kernels.numba_cache import cached
 from fcnn.kernels.tuned.conv_backward import (
     conv2d_backward,
     conv2d_backward_weights,
+    finite,
     input_gradient_from_wide,
     weight_gradient_from_wide,
     wide_layout,
@@ -30,7 +32,7 @@ def _relu_maxpool2d(z, size, stride):
     z (N, C, H, W) -> out (N, C, H', W'), H' = 1 + (H - size) // stride.
     """
     N, C, H, W = z.shape
-    H_out, W_out = 1 + (H - size) // stride, 1 + (W - size) // stride
+    H_out, W_out = output_size(H, size, stride, 0), output_size(W, size, stride, 0)
     out = np.empty((N, C, H_out, W_out), dtype=z.dtype)
     for n in numba.prange(N):
         for c in range(C):
@@ -39,9 +41,12 @@ def _relu_maxpool2d(z, size, stride):
                     largest = z[n, c, i * stride, j * stride]
                     for di in range(size):
                         for dj in range(size):
-                            if z[n, c, i * stride + di, j * stride + dj] > largest:
-                                largest = z[n, c, i * stride + di, j * stride + dj]
-                    out[n, c, i, j] = largest if largest > 0 else 0
+                            value = z[n, c, i * stride + di, j * stride + dj]
+                            # loop.py's maximum: a NaN beats every number.
+                            if not (value <= largest or np.isnan(largest)):
+                                largest = value
+                    # relu: a NaN is not < 0, so it stays NaN, as np.maximum(z, 0) keeps it.
+                    out[n, c, i, j] = 0 if largest < 0 else largest
     return out
 
 
@@ -61,9 +66,9 @@ def _relu_maxpool2d_any(z, size, stride):
 def _unpool2x2_relu_wide_rows(dout, z, row_pitch, lead, plane):
     """dz = relu'(z) * maxpool2d_backward(dout, relu(z), 2, 2), on wide rows, and its per-image sums.
 
-    The first maximum of a window of relu(z) is the first maximum of z when that is > 0; when
-    it is not, relu' is 0 there and the window passes no gradient. So the window's gradient
-    goes to z's first maximum if it is > 0. dout (N, F, H'', W''), z (N, F, H', W') ->
+    Each window's gradient goes to the first maximum of relu(z) (a NaN beats every number),
+    times relu' there: dout where z > 0, else dout * 0 (0, or NaN for a dout of inf or NaN, as
+    in the unfused composition). dout (N, F, H'', W''), z (N, F, H', W') ->
     wide (N, F, plane): zeros, dz's row i at lead + i*row_pitch; sums (N, F) = sum_{i, j} dz.
     """
     N, F, H_out, W_out = dout.shape
@@ -78,14 +83,19 @@ def _unpool2x2_relu_wide_rows(dout, z, row_pitch, lead, plane):
                     # loop.py's comparisons in its order: strictly greater replaces, so ties keep the first.
                     best_di, best_dj = 0, 0
                     largest = z[n, f, 2 * i, 2 * j]
+                    largest = 0.0 if largest < 0 else largest  # relu(z): a NaN stays NaN
                     for di in range(2):
                         for dj in range(2):
-                            if z[n, f, 2 * i + di, 2 * j + dj] > largest:
-                                largest = z[n, f, 2 * i + di, 2 * j + dj]
+                            value = z[n, f, 2 * i + di, 2 * j + dj]
+                            value = 0.0 if value < 0 else value
+                            if not (value <= largest or np.isnan(largest)):
+                                largest = value
                                 best_di, best_dj = di, dj
-                    if largest > 0:
-                        wide[n, f, lead + (2 * i + best_di) * row_pitch + 2 * j + best_dj] = dout[n, f, i, j]
-                        total += dout[n, f, i, j]
+                    gradient = dout[n, f, i, j]
+                    if not z[n, f, 2 * i + best_di, 2 * j + best_dj] > 0:
+                        gradient -= gradient  # relu' = 0: dout * 0, which is NaN for a dout of inf or NaN
+                    wide[n, f, lead + (2 * i + best_di) * row_pitch + 2 * j + best_dj] = gradient
+                    total += gradient
             sums[n, f] = total
     return wide, sums
 
@@ -110,7 +120,7 @@ def conv2d_relu_maxpool2d_backward(dout, x, z, w, stride, pad, size, pool_stride
     (dx (N, C, H, W) or None when not input_gradient, dw (F, C, KH, KW), db (F,))
     """
     pool_stride = size if pool_stride is None else pool_stride
-    if stride == 1 and size == pool_stride == 2:
+    if stride == 1 and size == pool_stride == 2 and finite(dout, x, w):
         row_pitch, lead, plane = wide_layout(x.shape, w.shape, pad, input_gradient)
         dz_wide, sums = _unpool2x2_relu_wide_rows(dout, z, row_pitch, lead, plane)
         dw, db = weight_gradient_from_wide(dz_wide, sums, lead, x, w, pad)
