@@ -570,3 +570,34 @@ def test_python_m_fcnn_exercises_exits_with_the_status_a_grader_reads(tmp_path, 
     assert result.returncode == 1, result.stderr
     expected = "\n".join([report.summary() for report in exercises.check_file(tmp_path / "mine.py")])
     assert result.stdout.startswith(expected + "\n")
+
+
+# --- an exercise whose kernel draws random numbers ----------------------------------------------
+
+def add_noise(x, rng):
+    """out = x + a standard normal draw of x's shape from rng."""
+    return x + rng.standard_normal(x.shape).astype(x.dtype)
+
+
+def _noise_cases():
+    return [exercises.exercise.Case("one draw", (np.zeros((2, 3)), np.random.default_rng(7)))]
+
+
+@pytest.fixture
+def noise_exercise(monkeypatch):
+    """A toy exercise registered for one test: its reference takes a numpy Generator."""
+    from fcnn.exercises import registry
+    from fcnn.exercises.exercise import Exercise
+
+    monkeypatch.setitem(registry.KERNELS, "add_noise", Exercise("add_noise", add_noise, ("out",), _noise_cases))
+    return "add_noise"
+
+
+def test_a_kernel_given_a_generator_sees_the_same_draws_as_the_reference(noise_exercise, tmp_path):
+    """What the package docstring promises a family that needs randomness: in this process and in a file's."""
+    assert exercises.check(add_noise, noise_exercise).passed
+    assert not exercises.check(lambda x, rng: x + rng.standard_normal(x.shape) * 2, noise_exercise).passed
+    path = tmp_path / "mine.py"
+    path.write_text("def add_noise(x, rng):\n    return x + rng.standard_normal(x.shape)\n")
+    [report] = exercises.check_file(path)
+    assert report.passed, str(report)
