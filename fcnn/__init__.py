@@ -21,12 +21,14 @@ from fcnn.model import (
     backward,
     forward,
     init,
+    init_state,
     layer_names,
     loss_and_grads,
     output_shapes,
     param_shapes,
     predict,
     resolve_arch,
+    state_shapes,
 )
 from fcnn.optim import (
     adam_step,
@@ -53,6 +55,7 @@ __all__ = [
     "forward",
     "get_backend",
     "init",
+    "init_state",
     "keep_freed_memory",
     "layer_names",
     "load_mnist",
@@ -67,6 +70,7 @@ __all__ = [
     "scale",
     "sgd_step",
     "softmax_cross_entropy",
+    "state_shapes",
     "use_one_blas_thread",
     "zeros_like",
 ]
