@@ -171,6 +171,8 @@ def _check_state(state, layer_list, sample_shape, dtype):
 
     Raises ValueError naming the layer and array, e.g. "state: batchnorm1.running_var ...".
     """
+    if state is None and all(layer.state_shapes is None for _, _, layer in layer_list):
+        return
     expected = _param_shapes(layer_list, sample_shape, "state_shapes")
     if state is None:
         if expected:
@@ -222,14 +224,14 @@ def as_images(x):
     return x
 
 
-def _params_dtype(params, layer_list, input_shape):
+def _params_dtype(params, expected):
     """The one float dtype of params, once they are checked to hold what the architecture needs.
 
     params must be a dict with exactly the architecture's layers that have parameters, each
     holding exactly the arrays its layer type names, numpy arrays, all float32 or all float64.
-    (Their shapes: _check_param_shapes.) Raises ValueError naming the layer that does not fit.
+    (Their shapes: _check_param_shapes.) expected: the architecture's _param_shapes. Raises
+    ValueError naming the layer that does not fit.
     """
-    expected = _param_shapes(layer_list, input_shape)
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict with the layers {list(expected)}; got {type(params).__name__}")
     missing = [name for name in expected if name not in params]
@@ -259,12 +261,12 @@ def _params_dtype(params, layer_list, input_shape):
     return dtype
 
 
-def _check_param_shapes(params, layer_list, input_shape):
-    """Every array of params must have the shape the architecture gives it for samples of input_shape.
+def _check_param_shapes(params, expected, input_shape):
+    """Every array of params must have the shape `expected` gives it, the architecture's for samples of input_shape.
 
     Raises ValueError naming the layer, e.g. "conv1: w must have shape (8, 1, 3, 3) ...; got (8, 1, 5, 5)".
     """
-    for (name, key), shape in tree_paths(_param_shapes(layer_list, input_shape)):
+    for (name, key), shape in tree_paths(expected):
         if params[name][key].shape != shape:
             raise ValueError(
                 f"{name}: {key} must have shape {shape} (the architecture's, for input samples of shape "
@@ -282,12 +284,12 @@ def _fitted_images(params, x, layer_list):
     images = as_images(x)
     sample_shape = images.shape[1:]
     try:
-        _output_shapes(layer_list, sample_shape)
+        expected = _param_shapes(layer_list, sample_shape)
     except ValueError as error:
         raise ValueError(f"x: samples of shape {sample_shape} do not fit the architecture: {error}") from None
-    dtype = _params_dtype(params, layer_list, sample_shape)
+    dtype = _params_dtype(params, expected)
     try:
-        _check_param_shapes(params, layer_list, sample_shape)
+        _check_param_shapes(params, expected, sample_shape)
     except ValueError as error:
         made_for = _fitting_sample_shape(params, layer_list, sample_shape)
         if made_for is None:
@@ -313,7 +315,7 @@ def _fitting_sample_shape(params, layer_list, sample_shape):
         if candidate == tuple(sample_shape):
             continue
         try:
-            _check_param_shapes(params, layer_list, candidate)
+            _check_param_shapes(params, _param_shapes(layer_list, candidate), candidate)
         except ValueError:
             continue
         return candidate
@@ -369,8 +371,9 @@ def backward(params, cache, dlogits):
     N, *sample_shape = cache["input_shape"]
     kernels = get_backend(cache["backend"])
     layer_list = _layers(cache["arch"])
-    _params_dtype(params, layer_list, sample_shape)
-    _check_param_shapes(params, layer_list, sample_shape)
+    expected = _param_shapes(layer_list, sample_shape)
+    _params_dtype(params, expected)
+    _check_param_shapes(params, expected, sample_shape)
     logits_shape = (N, *_output_shapes(layer_list, sample_shape)[-1])
     if not isinstance(dlogits, np.ndarray) or dlogits.shape != logits_shape:
         got = dlogits.shape if isinstance(dlogits, np.ndarray) else type(dlogits).__name__

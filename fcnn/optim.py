@@ -61,12 +61,15 @@ def _with_l2(function, params, grads, weight_decay):
     return tree_map(lambda p, g: g + weight_decay * p, params, grads)
 
 
+def _descend(params, grads, lr):
+    return tree_map(lambda p, g: (p - lr * g).astype(p.dtype, copy=False), params, grads)
+
+
 def sgd_step(params, grads, lr, weight_decay=0.0):
     """Plain gradient descent: p_new = p - lr * (dp + weight_decay * p), for every array (of params' dtype)."""
     check_number("sgd_step", "lr", lr, 0)
     check_like_params("sgd_step", "grads", params, grads)
-    grads = _with_l2("sgd_step", params, grads, weight_decay)
-    return tree_map(lambda p, g: (p - lr * g).astype(p.dtype, copy=False), params, grads)
+    return _descend(params, _with_l2("sgd_step", params, grads, weight_decay), lr)
 
 
 def momentum_step(params, grads, velocity, lr, momentum=0.9, weight_decay=0.0):
@@ -81,7 +84,7 @@ def momentum_step(params, grads, velocity, lr, momentum=0.9, weight_decay=0.0):
     check_like_params("momentum_step", "velocity", params, velocity)
     grads = _with_l2("momentum_step", params, grads, weight_decay)
     new_velocity = tree_map(lambda v, g: (momentum * v + g).astype(v.dtype, copy=False), velocity, grads)
-    return sgd_step(params, new_velocity, lr), new_velocity
+    return _descend(params, new_velocity, lr), new_velocity
 
 
 def adam_update(w, dw, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
