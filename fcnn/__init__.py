@@ -6,6 +6,14 @@
     grads = fcnn.backward(params, cache, dlogits)
     params = fcnn.sgd_step(params, grads, lr=0.1)
 
+With batch norm or dropout, the model's state and the Generator are passed in and handed back,
+as is an optimiser's state (None: a fresh start):
+
+    state, moments, rng = fcnn.init_state(arch), None, np.random.default_rng(0)
+    loss, grads, logits, state = fcnn.loss_and_grads(params, x, labels, arch, state=state, rng=rng)
+    params, moments = fcnn.adam_step(params, grads, moments, lr=1e-3)
+    predictions = fcnn.predict(params, x_test, arch, state=state)   # evaluation: running statistics
+
 Nothing mutates its inputs; randomness comes only from the seed or Generator you pass.
 The library makes no process-wide setting on its own; fcnn.keep_freed_memory() (fcnn/memory.py)
 and fcnn.use_one_blas_thread() (fcnn/blas.py) are the two a training script calls at its start.

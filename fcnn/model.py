@@ -8,10 +8,16 @@ An architecture is a list of layer specs (plain dicts), so a new network is a ne
      {"type": "flatten"},
      {"type": "dense", "units": 10}]
 
-Parameters are {"conv1": {"w": ..., "b": ...}, "dense1": {...}}: one entry per layer that
-has weights, named by its type and its rank among layers of that type. What each layer type
-computes lives in fcnn.layer_types; this module runs the layers in order, and checks that
-parameters and inputs fit the architecture before any kernel runs.
+Parameters are {"conv1": {"w": ..., "b": ...}, "batchnorm1": {"gamma": ..., "beta": ...}, ...}:
+one entry per layer that has weights, named by its type and its rank among layers of that type.
+The model's state (batch norm's running statistics) is a tree of the same kind, apart from the
+parameters, from init_state; forward takes it and, in training mode, hands back the new one:
+
+    state = fcnn.init_state(arch)
+    logits, cache, state = fcnn.forward(params, x, arch, state=state, training=True, rng=rng)
+
+What each layer type computes lives in fcnn.layer_types; this module runs the backend's units
+in order, and checks that parameters, state and inputs fit the architecture before any kernel runs.
 """
 
 import numpy as np
