@@ -1,23 +1,23 @@
 """The ladder from a pytest-benchmark JSON file: a table and a chart, time per image and share of peak per rung.
 
-    python -m pytest bench/test_ladder_bench.py --benchmark-json ladder.json
-    python bench/ladder_chart.py ladder.json [--stat min] [--peak-gflops 157] [--chart docs/images/ladder.png]
+    python -m pytest bench/test_ladder_bench.py bench/test_roofline_bench.py --benchmark-json ladder.json
+    python bench/ladder_chart.py ladder.json [--stat min] [--peak-gflops 230] [--only backward] [--chart docs/images/ladder.png]
 
 Reads the groups whose name starts with "ladder:" (bench/test_ladder_bench.py); rungs in ladder
-order, PyTorch's conv2d last. The table's "vs PyTorch" is PyTorch's time / the rung's time.
+order, PyTorch last. The table's "vs PyTorch" is PyTorch's time / the rung's time.
 """
 
 import argparse
 import sys
 
-from report import STATS, cpu_peak_gflops, human_time, ratio, read_benchmarks, rows_of
+from report import STATS, human_time, peak_of, ratio, read_benchmarks, rows_of
 
 
-def ladder_rows(benchmarks, stat, peak_gflops):
-    """bench/report.py's rows for the ladder groups, each with its rung number (PyTorch last)."""
-    ladder = [benchmark for benchmark in benchmarks if benchmark["group"].startswith("ladder:")]
+def ladder_rows(benchmarks, stat, peak_gflops, only=""):
+    """bench/report.py's rows for the ladder groups (those whose name holds `only`), each with its rung number (PyTorch last)."""
+    ladder = [benchmark for benchmark in benchmarks if benchmark["group"].startswith("ladder:") and only in benchmark["group"]]
     if not ladder:
-        raise ValueError("no benchmark group starts with 'ladder:' (run bench/test_ladder_bench.py)")
+        raise ValueError(f"no benchmark group starts with 'ladder:' and holds {only!r} (run bench/test_ladder_bench.py)")
     rung_of = {(b["group"], b["extra_info"]["backend"]): b["extra_info"]["rung"] for b in ladder}
     rows = rows_of(ladder, stat, peak_gflops)
     groups = list(dict.fromkeys(row["group"] for row in rows))
@@ -25,6 +25,13 @@ def ladder_rows(benchmarks, stat, peak_gflops):
         row["rung"] = rung_of[row["group"], row["backend"]]
     # Rung 0 is PyTorch: drawn and listed after the last rung.
     return sorted(rows, key=lambda row: (groups.index(row["group"]), row["rung"] or len(rows)))
+
+
+def rung_label(row, code="`"):
+    """'3. wide rows', or PyTorch's call: F.conv2d in the forward groups, autograd in the backward ones."""
+    if row["rung"]:
+        return f"{row['rung']}. {row['backend']}"
+    return f"PyTorch {code}F.conv2d{code}" if " forward " in row["group"] else "PyTorch autograd backward"
 
 
 def markdown_table(rows, stat, peak_gflops):
@@ -36,7 +43,7 @@ def markdown_table(rows, stat, peak_gflops):
     for row in rows:
         group = row["group"].removeprefix("ladder: ") if row["group"] != previous_group else ""
         previous_group = row["group"]
-        name = f"{row['rung']}. {row['backend']}" if row["rung"] else "PyTorch `F.conv2d`"
+        name = rung_label(row)
         lines.append(
             f"| {group} | {name} | {human_time(row['seconds_per_image'])} | {row['gflops']:.3g} "
             f"| {100 * row['share_of_peak']:.2g} % | {ratio(row['speedup_over_torch'])} |"
@@ -44,7 +51,7 @@ def markdown_table(rows, stat, peak_gflops):
     return "\n".join(lines)
 
 
-def draw(rows, path, stat):
+def draw(rows, path, stat, peak_gflops):
     """One row of two panels per shape: time per image (log scale) and share of peak, per rung."""
     import matplotlib
 
@@ -55,7 +62,7 @@ def draw(rows, path, stat):
     figure, axes = plt.subplots(len(groups), 2, figsize=(12, 3.2 * len(groups)), squeeze=False)
     for (time_axis, peak_axis), group in zip(axes, groups):
         members = [row for row in rows if row["group"] == group]
-        labels = [f"{row['rung']}. {row['backend']}" if row["rung"] else "PyTorch F.conv2d" for row in members]
+        labels = [rung_label(row, code="") for row in members]
         colours = ["tab:orange" if not row["rung"] else "tab:blue" for row in members]
         positions = range(len(members))
         micros = [row["seconds_per_image"] * 1e6 for row in members]
@@ -72,7 +79,7 @@ def draw(rows, path, stat):
         peak_axis.set_yticks(positions, [])
         peak_axis.invert_yaxis()
         peak_axis.set_xlim(0, 100)
-        peak_axis.set_xlabel("% of nominal fp32 peak")
+        peak_axis.set_xlabel(f"% of the fp32 peak ({peak_gflops:g} GFLOP/s)")
         for position, row, share in zip(positions, members, shares):
             peak_axis.text(share, position, f" {row['gflops']:.3g} GFLOP/s", va="center", fontsize=8)
     figure.tight_layout()
@@ -85,27 +92,26 @@ def main(argv=None):
     parser.add_argument("result", help="JSON written by pytest bench/test_ladder_bench.py --benchmark-json RESULT.json")
     parser.add_argument("--stat", choices=STATS, default="min", help="which timing statistic to report (default min)")
     parser.add_argument(
-        "--peak-gflops", type=float, help="fp32 peak to compare against (default: nominal, from /proc/cpuinfo)"
+        "--peak-gflops", type=float, help="fp32 peak to compare against (default: measured, bench/roofline.py)"
     )
+    parser.add_argument("--only", default="", metavar="TEXT", help="only the ladder groups whose name holds TEXT (e.g. backward)")
     parser.add_argument("--chart", metavar="PATH", help="also draw the chart to PATH (needs matplotlib)")
     args = parser.parse_args(argv)
-    if args.peak_gflops:
-        peak, how = args.peak_gflops, f"fp32 peak {args.peak_gflops:g} GFLOP/s, as given by --peak-gflops"
-    else:
-        peak, how = cpu_peak_gflops()
     try:
         benchmarks = read_benchmarks(args.result)
     except ValueError as error:
         parser.error(str(error))
+    peak, peak_lines = peak_of(benchmarks, args.peak_gflops)
     try:
-        rows = ladder_rows(benchmarks, args.stat, peak)
+        rows = ladder_rows(benchmarks, args.stat, peak, args.only)
     except ValueError as error:
         parser.error(f"{args.result}: {error}")
     print(markdown_table(rows, args.stat, peak))
     print()
-    print(f"Share of peak: useful FLOP per image (2 per multiply-add) / time per image, against the {how}.")
+    print("GFLOP/s: useful FLOP per image (2 per multiply-add) / time per image.")
+    print("\n".join(peak_lines))
     if args.chart:
-        draw(rows, args.chart, args.stat)
+        draw(rows, args.chart, args.stat, peak)
         print(f"chart written to {args.chart}")
     return 0
 

@@ -2,7 +2,11 @@
 peak) and, on request, a bar chart of the same figures.
 
     python -m pytest bench --benchmark-json bench.json
-    python bench/report.py bench.json [--stat median] [--peak-gflops 333] [--chart bench.png]
+    python bench/report.py bench.json [--stat median] [--peak-gflops 230] [--chart bench.png]
+
+The peak is measured (bench/roofline.py: an FMA loop, and a triad for the memory bandwidth), in
+the benchmark run when the JSON holds bench/test_roofline_bench.py's figures, else now; the
+nominal formula (cpu_peak_gflops) is printed beside it.
 """
 
 import argparse
@@ -60,6 +64,51 @@ def cpu_peak_gflops(cpuinfo="/proc/cpuinfo"):
     return gflops, how
 
 
+def roofline_in(benchmarks):
+    """The figures bench/test_roofline_bench.py stored in the run (peak_gflops, bandwidth_gbs, ...), or None."""
+    for benchmark in benchmarks:
+        if "peak_gflops" in benchmark["extra_info"]:
+            return benchmark["extra_info"]
+    return None
+
+
+def measure_roofline():
+    """bench/roofline.py's figures, measured now (imported here: it compiles numba kernels)."""
+    from roofline import measure
+
+    return measure()
+
+
+def peak_of(benchmarks, given=None):
+    """(peak GFLOP/s every share of peak is taken against, lines that say where each figure comes from).
+
+    given (--peak-gflops) wins; else the peak measured in the run (roofline_in), else one measured
+    now. The lines also give the memory bandwidth and the nominal formula beside the measured peak.
+    """
+    nominal, nominal_how = cpu_peak_gflops()
+    if given:
+        return given, [f"Share of peak is against {given:g} GFLOP/s, as given by --peak-gflops; the {nominal_how}."]
+    roofline, when = roofline_in(benchmarks), "in this benchmark run"
+    if roofline is None:
+        roofline, when = measure_roofline(), "now, by bench/roofline.py (the JSON holds no roofline benchmark)"
+    peak, threads = roofline["peak_gflops"], roofline["threads"]
+    cores = len(os.sched_getaffinity(0))
+    nominal_here = nominal * min(threads, cores) / cores  # the nominal figure of the cores the run used
+    return peak, [
+        f"Share of peak is against the measured fp32 peak, {peak:g} GFLOP/s on {plural(threads, 'thread')} "
+        f"({roofline['peak_gflops_per_core']:g} on one; an FMA loop of {roofline['vector_bits']}-bit vectors, "
+        f"the width numba generates), measured {when}.",
+        f"Memory bandwidth, measured {when}: {roofline['bandwidth_gbs']:g} GB/s (triad over {roofline['triad_mib']} MiB).",
+        f"Beside it, the {nominal_how}; for the {plural(min(threads, cores), 'core')} the run used that is "
+        f"{nominal_here:.0f}, and the measured peak is {100 * peak / nominal_here:.0f} % of it.",
+    ]
+
+
+def plural(count, noun):
+    """'1 thread', '2 threads'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def rows_of(benchmarks, stat, peak_gflops):
     """One dict per benchmark with its time per image and how it compares within its group."""
     rows = []
@@ -114,11 +163,14 @@ def markdown_table(rows, stat):
 
 
 def extra_lines(benchmarks):
-    """Benchmarks that are not per-image workloads (numba start-up): their extra_info, one line each."""
+    """Benchmarks that are not per-image workloads (numba start-up): their extra_info, one line each.
+
+    The roofline is left out: peak_of says its figures in sentences.
+    """
     return [
         f"- {benchmark['name']}: " + ", ".join(f"{key} = {value}" for key, value in benchmark["extra_info"].items())
         for benchmark in benchmarks
-        if "images" not in benchmark["extra_info"]
+        if "images" not in benchmark["extra_info"] and "peak_gflops" not in benchmark["extra_info"]
     ]
 
 
@@ -182,21 +234,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("result", help="JSON written by pytest bench --benchmark-json RESULT.json")
     parser.add_argument("--stat", choices=STATS, default="median", help="which timing statistic to report (default median)")
-    parser.add_argument("--peak-gflops", type=float, help="fp32 peak to compare against (default: nominal, from /proc/cpuinfo)")
+    parser.add_argument("--peak-gflops", type=float, help="fp32 peak to compare against (default: measured, bench/roofline.py)")
     parser.add_argument("--chart", metavar="PATH", help="also draw the time per image as bars (needs matplotlib)")
     args = parser.parse_args(argv)
     try:
         benchmarks = read_benchmarks(args.result)
     except ValueError as error:
         parser.error(str(error))
-    if args.peak_gflops:
-        peak, how = args.peak_gflops, f"fp32 peak {args.peak_gflops:g} GFLOP/s, as given by --peak-gflops"
-    else:
-        peak, how = cpu_peak_gflops()
+    peak, peak_lines = peak_of(benchmarks, args.peak_gflops)
     rows = rows_of(benchmarks, args.stat, peak)
     print(markdown_table(rows, args.stat))
     print()
-    print(f"Share of peak: useful FLOP per image (2 per multiply-add) / time per image, against the {how}.")
+    print("GFLOP/s: useful FLOP per image (2 per multiply-add) / time per image.")
+    print("\n".join(peak_lines))
     print("vs PyTorch: PyTorch's time per image / this one's (above 1: faster than PyTorch).")
     print("\n".join(extra_lines(benchmarks)))
     if args.chart:

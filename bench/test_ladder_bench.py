@@ -1,7 +1,13 @@
-"""The ladder (fcnn.ladder): every rung of conv2d forward on the real layer shapes, PyTorch's conv2d beside them.
+"""The ladders (fcnn.ladder): every rung on the real layer shapes, PyTorch beside them in each group.
 
-One group per shape, named "ladder: ...": LeNet-5's second conv at batch 64 and the seed conv at
-batch 32. extra_info holds each rung's position, the images per call and the FLOP per image,
+One group per ladder and shape, named "ladder: ...", each shape at the batch its preset trains
+with (workloads.TRAINING_BATCH):
+- conv2d forward: LeNet-5's second conv and the seed conv, against torch.nn.functional.conv2d;
+- conv2d backward weights (dw, db): all three convs (the first layers need no more), against
+  PyTorch's convolution backward through autograd for w and b;
+- conv2d backward (dx, dw, db): LeNet-5's second conv, the one conv of the presets whose input
+  needs a gradient, against autograd for x, w and b.
+extra_info holds each rung's position (PyTorch: 0), the images per call and the FLOP per image,
 for bench/report.py and bench/ladder_chart.py.
 """
 
@@ -9,65 +15,110 @@ import numba
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
-from workloads import PRESET_BATCH, conv_multiply_adds, layer_cases
+from workloads import TRAINING_BATCH, conv_multiply_adds, layer_cases
 
 from fcnn.kernels.loop import output_size
-from fcnn.ladder import RUNGS
+from fcnn.ladder import INPUT_RUNGS, RUNGS, WEIGHT_RUNGS
 
-# The two shapes of issue 12: (preset, layer).
-LADDER_LAYERS = [("lenet5", "conv2"), ("seed", "conv1")]
-CASES = [case for case in layer_cases() if (case["preset"], case["layer"]) in LADDER_LAYERS]
+# (preset, layer) each ladder is timed on.
+FORWARD_LAYERS = [("lenet5", "conv2"), ("seed", "conv1")]
+WEIGHT_LAYERS = [("lenet5", "conv1"), ("lenet5", "conv2"), ("seed", "conv1")]
+INPUT_LAYERS = [("lenet5", "conv2")]
+# ladder -> (its rungs, the layers it is timed on, passes of multiply-adds per output: forward 1, dw 1, dx and dw 2).
+LADDERS = {
+    "conv2d forward": (RUNGS, FORWARD_LAYERS, 1),
+    "conv2d backward weights": (WEIGHT_RUNGS, WEIGHT_LAYERS, 1),
+    "conv2d backward": (INPUT_RUNGS, INPUT_LAYERS, 2),
+}
+CASES = {(case["preset"], case["layer"]): case for case in layer_cases() if "weight_shape" in case}
+TIMED = [(ladder, CASES[layer]) for ladder, (_, layers, _) in LADDERS.items() for layer in layers]
 
 
-def case_id(case):
-    return f"{case['preset']}-{case['layer']}"
+def timed_id(item):
+    ladder, case = item
+    return f"{ladder.replace(' ', '_')}-{case['preset']}-{case['layer']}"
 
 
-def ladder_group(case):
-    shape = (PRESET_BATCH[case["preset"]], *case["input_shape"])
-    return f"ladder: conv2d forward {case['preset']} {case['layer']} {shape}"
+def ladder_group(ladder, case):
+    shape = (TRAINING_BATCH[case["preset"]], *case["input_shape"])
+    return f"ladder: {ladder} {case['preset']} {case['layer']} {shape}"
 
 
-def ladder_inputs(rng, case):
-    """x, w, b (float32) of `case` at its preset's batch, and the FLOP per image of its forward."""
+def ladder_inputs(rng, ladder, case):
+    """x, w, b, dout (float32) of `case` at its preset's batch, and the FLOP per image of the ladder's kernel."""
     C, H, W = case["input_shape"]
     spec = case["spec"]
     F, _, KH, KW = case["weight_shape"]
-    x = rng.standard_normal((PRESET_BATCH[case["preset"]], C, H, W), dtype=np.float32)
+    output_hw = (output_size(H, KH, spec["stride"], spec["pad"]), output_size(W, KW, spec["stride"], spec["pad"]))
+    batch = TRAINING_BATCH[case["preset"]]
+    x = rng.standard_normal((batch, C, H, W), dtype=np.float32)
     w = rng.standard_normal(case["weight_shape"], dtype=np.float32)
     b = rng.standard_normal(F, dtype=np.float32)
-    output_hw = (output_size(H, KH, spec["stride"], spec["pad"]), output_size(W, KW, spec["stride"], spec["pad"]))
-    return x, w, b, 2 * conv_multiply_adds(w.shape, output_hw)
+    dout = rng.standard_normal((batch, F, *output_hw), dtype=np.float32)
+    passes = LADDERS[ladder][2]
+    return x, w, b, dout, 2 * passes * conv_multiply_adds(w.shape, output_hw)
 
 
-@pytest.mark.parametrize("rung", range(1, len(RUNGS) + 1))
-@pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_ladder_rung(benchmark, rng, case, rung):
-    name, conv2d_forward = RUNGS[rung - 1]
-    benchmark.group = ladder_group(case)
-    x, w, b, flops = ladder_inputs(rng, case)
-    args = (x, w, b, case["spec"]["stride"], case["spec"]["pad"])
+def rung_args(ladder, x, w, b, dout, spec):
+    if ladder == "conv2d forward":
+        return (x, w, b, spec["stride"], spec["pad"])
+    return (dout, x, w, spec["stride"], spec["pad"])
+
+
+RUNG_ITEMS = [(ladder, case, position) for ladder, case in TIMED for position in range(1, len(LADDERS[ladder][0]) + 1)]
+
+
+@pytest.mark.parametrize("item", RUNG_ITEMS, ids=lambda item: f"{timed_id(item[:2])}-rung{item[2]}")
+def test_ladder_rung(benchmark, rng, item):
+    ladder, case, position = item
+    rung = LADDERS[ladder][0][position - 1]
+    benchmark.group = ladder_group(ladder, case)
+    x, w, b, dout, flops = ladder_inputs(rng, ladder, case)
+    args = rung_args(ladder, x, w, b, dout, case["spec"])
     # One BLAS thread, as fcnn.model runs the kernels (bench/test_kernels_bench.py says why).
     with threadpool_limits(limits=1, user_api="blas"):
-        conv2d_forward(*args)  # warm-up: numba compiles (or loads from its cache) here
+        rung.function(*args)  # warm-up: numba compiles (or loads from its cache) here
         benchmark.extra_info.update(
-            backend=name, rung=rung, images=len(x), flops_per_image=flops, threads=numba.get_num_threads()
+            backend=rung.name, rung=position, images=len(x), flops_per_image=flops, threads=numba.get_num_threads()
         )
-        benchmark(conv2d_forward, *args)
+        benchmark(rung.function, *args)
 
 
-@pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_ladder_torch(benchmark, rng, case):
+def torch_call(torch, ladder, x, w, b, dout, spec):
+    """PyTorch's kernel for the ladder: F.conv2d, or its backward through autograd (graph built once, then
+    only the backward is timed: torch.autograd.grad runs convolution_backward)."""
+    functional = torch.nn.functional
+    x, w, b, dout = (torch.from_numpy(a) for a in (x, w, b, dout))
+    if ladder == "conv2d forward":
+        def forward():
+            with torch.no_grad():
+                return (functional.conv2d(x, w, b, stride=spec["stride"], padding=spec["pad"]),)
+        return forward
+    w.requires_grad_(True)
+    b.requires_grad_(True)
+    wants = [w, b]
+    if ladder == "conv2d backward":
+        x.requires_grad_(True)
+        wants = [x, w, b]
+    out = functional.conv2d(x, w, b, stride=spec["stride"], padding=spec["pad"])
+
+    def backward():
+        return torch.autograd.grad(out, wants, dout, retain_graph=True)
+
+    return backward
+
+
+@pytest.mark.parametrize("item", TIMED, ids=timed_id)
+def test_ladder_torch(benchmark, rng, item):
     torch = pytest.importorskip("torch")
-    benchmark.group = ladder_group(case)
-    x, w, b, flops = ladder_inputs(rng, case)
+    ladder, case = item
+    rungs = LADDERS[ladder][0]
+    benchmark.group = ladder_group(ladder, case)
+    x, w, b, dout, flops = ladder_inputs(rng, ladder, case)
     spec = case["spec"]
-    tuned_out = RUNGS[-1][1](x, w, b, spec["stride"], spec["pad"])
-    x, w, b = (torch.from_numpy(a) for a in (x, w, b))
-
-    def conv2d_forward():
-        with torch.no_grad():
-            return torch.nn.functional.conv2d(x, w, b, stride=spec["stride"], padding=spec["pad"])
+    tuned_out = rungs[-1].function(*rung_args(ladder, x, w, b, dout, spec))
+    tuned_out = tuned_out if isinstance(tuned_out, tuple) else (tuned_out,)
+    call = torch_call(torch, ladder, x, w, b, dout, spec)
 
     # PyTorch gets the cores numba gets (both default to one thread per core). Only set when they
     # differ: here torch.set_num_threads, even to its current value, once numba's OpenMP threads
@@ -77,11 +128,12 @@ def test_ladder_torch(benchmark, rng, case):
         torch.set_num_threads(numba.get_num_threads())
     try:
         # The same numbers as the tuned kernel before anything is timed: the race is between equals.
-        np.testing.assert_allclose(conv2d_forward().numpy(), tuned_out, rtol=1e-4, atol=1e-4 * np.abs(tuned_out).max())
+        for torch_value, value in zip(call(), tuned_out):
+            np.testing.assert_allclose(torch_value.detach().numpy(), value, rtol=1e-4, atol=1e-4 * np.abs(value).max())
         benchmark.extra_info.update(
             backend="torch", rung=0, images=len(x), flops_per_image=flops, threads=torch.get_num_threads()
         )
-        benchmark(conv2d_forward)
+        benchmark(call)
     finally:
         if torch.get_num_threads() != threads_before:
             torch.set_num_threads(threads_before)

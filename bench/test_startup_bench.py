@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from workloads import PRESET_BATCH, PRESET_OPTIMISER
+from workloads import PRESETS, TRAINING_BATCH, optimiser
 
 import fcnn
 
@@ -39,8 +39,8 @@ def first_step_in_new_process(preset, cache_dir):
 
     Returns (seconds from launch to exit, seconds to import fcnn, seconds of the first step).
     """
-    lr, momentum = PRESET_OPTIMISER[preset]
-    script = FIRST_STEP.format(preset=preset, batch=PRESET_BATCH[preset], lr=lr, momentum=momentum)
+    lr, momentum = optimiser(preset)
+    script = FIRST_STEP.format(preset=preset, batch=TRAINING_BATCH[preset], lr=lr, momentum=momentum)
     launched = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO, env={**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)},
@@ -59,7 +59,7 @@ def warm_cache(tmp_path_factory):
     return cache_dir, dict(cold_process_seconds=round(total, 2), cold_first_step_seconds=round(step_seconds, 2))
 
 
-@pytest.mark.parametrize("preset", list(PRESET_BATCH))
+@pytest.mark.parametrize("preset", PRESETS)
 def test_numba_first_step_with_warm_cache(benchmark, warm_cache, preset):
     benchmark.group = "numba start-up: new process, first training step"
     cache_dir, cold = warm_cache

@@ -1,17 +1,19 @@
 """Whole training steps and inference, every backend next to PyTorch on CPU (when torch is installed).
 
-A training step is forward, backward and the optimiser update of the preset at its real batch
-(seed: b32 SGD; lenet5: b64 momentum SGD). Before timing PyTorch, the test checks that it
-computes the same gradients as fcnn from the same weights, so the race is between equals.
+A training step is forward, backward and the optimiser update of the preset as the training
+script runs it (its defaults in fcnn.training.ARCH_DEFAULTS: seed b32 SGD, lenet5 b32 momentum
+SGD), and LeNet-5 at batch 64 too. Before timing PyTorch, the test checks that it computes the
+same gradients as fcnn from the same weights, so the race is between equals.
 """
 
 import numpy as np
 import pytest
 from workloads import (
-    PRESET_BATCH,
-    PRESET_OPTIMISER,
-    batch_for,
+    BATCH_SIZES,
+    LOOP_BATCH,
+    PRESETS,
     inference_flops_per_image,
+    optimiser,
     random_batch,
     training_flops_per_image,
     training_step,
@@ -19,18 +21,27 @@ from workloads import (
 
 import fcnn
 from fcnn.data import load_mnist, scale
-from fcnn.model import MNIST_SHAPE, layer_names, output_shapes, resolve_arch
+from fcnn.model import layer_names, resolve_arch
 
 BACKENDS = fcnn.available_backends()
-PRESETS = list(PRESET_BATCH)
+# (preset, batch): each preset at the batch it trains with, and the other sizes timed.
+STEP_WORKLOADS = [(preset, batch) for preset in PRESETS for batch in BATCH_SIZES[preset]]
 TEST_IMAGES = 10_000
 # The loop backend predicts a handful of images; per image it is still a fair comparison.
 LOOP_TEST_IMAGES = 4
 
 
-def run_training(benchmark, preset, backend, rng):
-    benchmark.group = f"training step: {preset} b{PRESET_BATCH[preset]}"
-    batch = batch_for(backend, preset)
+def step_group(preset, batch):
+    return f"training step: {preset} b{batch}"
+
+
+def workload_id(workload):
+    return f"{workload[0]}-b{workload[1]}"
+
+
+def run_training(benchmark, preset, batch, backend, rng):
+    benchmark.group = step_group(preset, batch)
+    batch = LOOP_BATCH if backend == "loop" else batch
     x, labels = random_batch(rng, batch)
     params = fcnn.init(preset, seed=0)
     velocity = fcnn.zeros_like(params)
@@ -41,9 +52,9 @@ def run_training(benchmark, preset, backend, rng):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("preset", PRESETS)
-def test_training_step(benchmark, rng, preset, backend):
-    run_training(benchmark, preset, backend, rng)
+@pytest.mark.parametrize("workload", STEP_WORKLOADS, ids=workload_id)
+def test_training_step(benchmark, rng, workload, backend):
+    run_training(benchmark, *workload, backend, rng)
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +85,14 @@ def torch_model(torch, preset, params):
     """
     nn = torch.nn
     modules = []
-    shapes = [MNIST_SHAPE] + output_shapes(preset)
-    for name, spec, in_shape in zip(layer_names(preset), resolve_arch(preset), shapes):
+    for name, spec in zip(layer_names(preset), resolve_arch(preset)):
         kind = spec["type"]
         if kind == "conv":
-            module = nn.Conv2d(in_shape[0], spec["filters"], tuple(spec["kernel"]), spec["stride"], spec["pad"])
+            F, C, KH, KW = params[name]["w"].shape
+            module = nn.Conv2d(C, F, (KH, KW), spec["stride"], spec["pad"])
             module.weight.data = torch.from_numpy(params[name]["w"].copy())
         elif kind == "dense":
-            module = nn.Linear(in_shape[0], spec["units"])
+            module = nn.Linear(*params[name]["w"].shape)
             module.weight.data = torch.from_numpy(params[name]["w"].T.copy())
         elif kind == "relu":
             module = nn.ReLU()
@@ -107,15 +118,15 @@ def torch_gradients(torch, preset, model):
 
 
 def torch_optimizer(torch, preset, model):
-    lr, momentum = PRESET_OPTIMISER[preset]
+    lr, momentum = optimiser(preset)
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-def test_training_step_torch(benchmark, rng, preset):
+@pytest.mark.parametrize("workload", STEP_WORKLOADS, ids=workload_id)
+def test_training_step_torch(benchmark, rng, workload):
     torch = pytest.importorskip("torch")
-    benchmark.group = f"training step: {preset} b{PRESET_BATCH[preset]}"
-    batch = PRESET_BATCH[preset]
+    preset, batch = workload
+    benchmark.group = step_group(preset, batch)
     x, labels = random_batch(rng, batch)
     params = fcnn.init(preset, seed=0)
     model = torch_model(torch, preset, params)

@@ -1,23 +1,44 @@
-"""The workloads the benchmarks time: the real layer shapes of the presets, batch sizes, FLOP counts.
+"""The workloads the benchmarks time: the presets as the training script runs them, their real
+layer shapes, and FLOP counts.
 
-Every benchmark stores `images` (its batch) and `flops_per_image` in extra_info, so
-bench/report.py can compare backends per image even though `loop` runs a smaller batch.
+The settings come from fcnn.training.ARCH_DEFAULTS, the training script's own defaults (batch
+size, lr, momentum), so the benchmarks time what users run. Every benchmark stores `images` (its
+batch) and `flops_per_image` in extra_info, so bench/report.py can compare backends per image
+even though `loop` runs a smaller batch.
 """
+
+import math
 
 import numpy as np
 
-from fcnn.model import MNIST_SHAPE, layer_names, output_shapes, resolve_arch
-from fcnn.training import train_step
+from fcnn.model import MNIST_SHAPE, layer_names, output_shapes, param_shapes, resolve_arch
+from fcnn.training import ARCH_DEFAULTS, train_step
 
-# The batch each preset trains with (PyTorch reference figures in docs/performance.md use the same).
-PRESET_BATCH = {"seed": 32, "lenet5": 64}
+PRESETS = list(ARCH_DEFAULTS)
+# The batch each preset trains with (the script's default).
+TRAINING_BATCH = {preset: ARCH_DEFAULTS[preset]["batch_size"] for preset in PRESETS}
+# Batch sizes whose training step is timed too: LeNet-5 at 64, the batch of earlier figures.
+ALSO_TIMED = {"lenet5": (64,)}
+BATCH_SIZES = {preset: tuple(dict.fromkeys((TRAINING_BATCH[preset], *ALSO_TIMED.get(preset, ())))) for preset in PRESETS}
 # The pure-Python reference takes tens to hundreds of ms per image per conv: a couple of images is enough to time it.
 LOOP_BATCH = 2
 
 
 def batch_for(backend, preset):
-    """Images per call: the preset's real batch, or LOOP_BATCH for the pure-Python loops."""
-    return LOOP_BATCH if backend == "loop" else PRESET_BATCH[preset]
+    """Images per call: the preset's training batch, or LOOP_BATCH for the pure-Python loops."""
+    return LOOP_BATCH if backend == "loop" else TRAINING_BATCH[preset]
+
+
+def weighted_layers(preset):
+    """(name, spec, input shape, output shape, {"w": shape, "b": shape}) of each layer with parameters, per image."""
+    specs = resolve_arch(preset)
+    shapes = [MNIST_SHAPE] + output_shapes(specs)
+    weights = param_shapes(specs)
+    return [
+        (name, spec, in_shape, out_shape, weights[name])
+        for name, spec, in_shape, out_shape in zip(layer_names(specs), specs, shapes, shapes[1:])
+        if name in weights
+    ]
 
 
 def layer_cases():
@@ -26,15 +47,16 @@ def layer_cases():
     Returns dicts {"preset", "layer", "spec", "input_shape": (C, H, W), "weight_shape" (conv only)}.
     """
     cases = []
-    for preset in PRESET_BATCH:
+    for preset in PRESETS:
         specs = resolve_arch(preset)
         shapes = [MNIST_SHAPE] + output_shapes(specs)
+        weights = param_shapes(specs)
         for name, spec, in_shape in zip(layer_names(specs), specs, shapes):
-            if spec["type"] == "conv":
-                weight_shape = (spec["filters"], in_shape[0], *spec["kernel"])
-                cases.append(dict(preset=preset, layer=name, spec=spec, input_shape=in_shape, weight_shape=weight_shape))
-            elif spec["type"] == "maxpool":
-                cases.append(dict(preset=preset, layer=name, spec=spec, input_shape=in_shape))
+            if spec["type"] in ("conv", "maxpool"):
+                case = dict(preset=preset, layer=name, spec=spec, input_shape=in_shape)
+                if name in weights:
+                    case["weight_shape"] = weights[name]["w"]
+                cases.append(case)
     return cases
 
 
@@ -43,52 +65,41 @@ def conv_multiply_adds(weight_shape, output_hw):
     return int(np.prod(weight_shape)) * output_hw[0] * output_hw[1]
 
 
+def multiply_adds(weights, out_shape):
+    """Multiply-adds of one layer's forward per image: every weight meets every output position.
+
+    conv: w (F, C, KH, KW), out (F, H', W') -> F*C*KH*KW * H'*W'; dense: w (D, M), out (M,) -> D*M.
+    """
+    return math.prod(weights["w"]) * math.prod(out_shape[1:])
+
+
 def training_flops_per_image(preset):
     """FLOP per image of the math a training step needs (2 per multiply-add; relu, pooling, softmax ignored).
 
-    conv: forward + dw (+ dx except for the first layer, whose input needs no gradient);
-    dense: forward + dw + dx. For seed and lenet5: 0.276 M and 2.26 M (docs/performance.md).
+    Every weighted layer: forward + dw, and + dx except for the first, whose input needs no
+    gradient. For seed and lenet5: 0.276 M and 2.26 M (docs/performance.md).
     """
-    specs = resolve_arch(preset)
-    shapes = [MNIST_SHAPE] + output_shapes(specs)
-    flops = 0
-    first_weighted = True
-    for spec, in_shape, out_shape in zip(specs, shapes, shapes[1:]):
-        if spec["type"] == "conv":
-            multiply_adds = conv_multiply_adds((spec["filters"], in_shape[0], *spec["kernel"]), out_shape[1:])
-        elif spec["type"] == "dense":
-            multiply_adds = in_shape[0] * spec["units"]
-        else:
-            continue
-        passes = 2 if first_weighted else 3
-        flops += 2 * multiply_adds * passes
-        first_weighted = False
-    return flops
+    layers = weighted_layers(preset)
+    return sum(2 * multiply_adds(weights, out_shape) * (2 if rank == 0 else 3)
+               for rank, (_, _, _, out_shape, weights) in enumerate(layers))
 
 
 def inference_flops_per_image(preset):
     """FLOP per image of one forward pass: 2 per multiply-add of every conv and dense layer."""
-    specs = resolve_arch(preset)
-    shapes = [MNIST_SHAPE] + output_shapes(specs)
-    flops = 0
-    for spec, in_shape, out_shape in zip(specs, shapes, shapes[1:]):
-        if spec["type"] == "conv":
-            flops += 2 * conv_multiply_adds((spec["filters"], in_shape[0], *spec["kernel"]), out_shape[1:])
-        elif spec["type"] == "dense":
-            flops += 2 * in_shape[0] * spec["units"]
-    return flops
+    return sum(2 * multiply_adds(weights, out_shape) for _, _, _, out_shape, weights in weighted_layers(preset))
 
 
-# Optimiser of each preset as the training script runs it: (learning rate, momentum).
-PRESET_OPTIMISER = {"seed": (0.1, 0.0), "lenet5": (0.05, 0.9)}
+def optimiser(preset):
+    """(lr, momentum) of the preset as the training script runs it (fcnn.training.ARCH_DEFAULTS)."""
+    return ARCH_DEFAULTS[preset]["lr"], ARCH_DEFAULTS[preset]["momentum"]
 
 
 def training_step(preset, backend):
-    """One optimiser step of the preset, as fcnn.training takes it (PRESET_OPTIMISER settings).
+    """One optimiser step of the preset, as fcnn.training takes it with the script's lr and momentum.
 
     Returns step(params, velocity, x, labels) -> (params, velocity, loss, logits).
     """
-    lr, momentum = PRESET_OPTIMISER[preset]
+    lr, momentum = optimiser(preset)
 
     def step(params, velocity, x, labels):
         return train_step(params, velocity, x, labels, preset, backend, lr, momentum)

@@ -1,6 +1,7 @@
 """Checkpoints: a training run's full state in one .npz, written atomically, checked on load.
 
-No pickle: arrays are stored as `params/conv1/w`, `velocity/conv1/w`, ...; the architecture,
+No pickle: arrays are stored as `params/conv1/w`, `velocity/conv1/w` (SGD's velocity) or
+`optimizer/m/conv1/w`, `optimizer/v/...` (Adam's moments; RMSProp's `optimizer/s/...`); the architecture,
 RNG state, metrics and settings as JSON text in 0-d string arrays; FORMAT_VERSION says which.
 Loading trusts nothing in the file: every entry's .npy header is checked against the
 architecture (and the file's size) before its data is read, so a corrupt or hostile file is
@@ -8,22 +9,33 @@ refused with CheckpointError and never allocates more than the file holds.
 """
 
 import json
-import math
 import os
 import re
 import secrets
-import warnings
 import zipfile
 
 import numpy as np
 
+from fcnn.file_kinds import kind_of
 from fcnn.model import param_shapes, resolve_arch
+from fcnn.npy_header import NpyHeaderError, data_size_problem, read_npy_header
+from fcnn.training import OPTIMIZERS, STATE_KEYS
+from fcnn.tree import tree_paths
 
 FORMAT_VERSION = 1
 # JSON text entries beside the arrays; "config" holds the training settings (lr, batch size, ...).
 TEXT_KEYS = ("arch", "rng_state", "metrics", "config")
 SCALAR_KEYS = ("format_version", "epoch")
-ARRAY_GROUPS = ("params", "velocity")
+# The optimiser other than SGD and its step count, {"name": "adam", "t": 1875}, as JSON text: an
+# SGD checkpoint has no such entry, as before optimisers other than SGD existed.
+OPTIMIZER_KEY = "optimizer"
+
+
+def array_groups(optimizer="sgd"):
+    """The trees a checkpoint of a run with this optimiser holds, by their entries' prefix."""
+    if optimizer == "sgd":
+        return ("params", "velocity")
+    return ("params", *(f"optimizer/{key}" for key in STATE_KEYS[optimizer] if key != "t"))
 
 
 class CheckpointError(ValueError):
@@ -77,20 +89,17 @@ def generator_from_state(state):
     return generator
 
 
-def parameter_shapes(arch):
+def parameter_shapes(arch, optimizer="sgd"):
     """{"params/conv1/w": (F, C, KH, KW), "params/conv1/b": (F,), "params/dense1/w": (D, M), ...,
-    "velocity/...": the same} for an architecture, computed from its layer shapes without
+    "velocity/...": the same} for an architecture (with "optimizer/m/...", "optimizer/v/..." in
+    place of the velocity for Adam, see array_groups), computed from its layer shapes without
     allocating anything (a corrupt file's architecture may claim petabytes).
 
     Raises ValueError for an architecture whose layers do not fit together.
     """
     shapes = param_shapes(arch)
-    return {
-        f"{group}/{layer}/{name}": tuple(shape)
-        for group in ARRAY_GROUPS
-        for layer, layer_shapes in shapes.items()
-        for name, shape in layer_shapes.items()
-    }
+    return {"/".join((group, *path)): tuple(shape)
+            for group in array_groups(optimizer) for path, shape in tree_paths(shapes)}
 
 
 def _array_problem(key, shape, dtype, expected_shape, first_dtype):
@@ -108,12 +117,15 @@ def _non_finite_problem(key, array):
     return f"entry {key!r} holds {bad} inf or NaN values of {array.size}" if bad else None
 
 
-def save_checkpoint(path, *, arch, params, velocity, epoch, rng_state, metrics=(), config=None):
+def save_checkpoint(path, *, arch, params, velocity=None, epoch, rng_state, metrics=(), config=None,
+                    optimizer="sgd", optimizer_state=None):
     """Write the state of a run after `epoch` completed epochs to `path` (.npz), atomically.
 
     arch: preset name or list of layer specs (stored resolved, so it reads back the same later);
     params, velocity: {"conv1": {"w", "b"}, ...}; rng_state: the shuffling Generator's
     bit_generator.state; metrics: list of per-epoch dicts; config: dict of training settings.
+    optimizer other than "sgd": its state (fcnn.training.fresh_state's form, {"t", "m", "v"} or
+    {"s"}) as optimizer_state, in place of the velocity.
     Raises ValueError, writing nothing, for arrays load_checkpoint would refuse: a shape that
     does not fit arch, another dtype, inf or NaN values.
     """
@@ -125,42 +137,29 @@ def save_checkpoint(path, *, arch, params, velocity, epoch, rng_state, metrics=(
         "metrics": np.array(json.dumps(list(metrics))),
         "config": np.array(json.dumps(config or {})),
     }
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"save_checkpoint: optimizer must be one of {list(OPTIMIZERS)}; got {optimizer!r}")
+    state = {"velocity": optimizer_state if velocity is None else velocity} if optimizer == "sgd" else {
+        f"optimizer/{key}": tree for key, tree in optimizer_state.items() if key != "t"}
+    if "t" in STATE_KEYS[optimizer]:
+        arrays[OPTIMIZER_KEY] = np.array(json.dumps({"name": optimizer, "t": int(optimizer_state["t"])}))
+    elif optimizer != "sgd":
+        arrays[OPTIMIZER_KEY] = np.array(json.dumps({"name": optimizer}))
     weights = {
-        f"{group}/{layer}/{name}": np.asarray(array)
-        for group, tree in (("params", params), ("velocity", velocity))
-        for layer, layer_arrays in tree.items()
-        for name, array in layer_arrays.items()
+        "/".join((group, *path)): np.asarray(array)
+        for group, tree in (("params", params), *state.items())
+        for path, array in tree_paths(tree)
     }
-    expected = parameter_shapes(arch)
+    expected = parameter_shapes(arch, optimizer)
     if weights.keys() != expected.keys():
-        raise ValueError(f"save_checkpoint: params and velocity must hold {sorted(expected)}; got {sorted(weights)}")
+        raise ValueError(f"save_checkpoint: params and the {optimizer} state must hold {sorted(expected)}; "
+                         f"got {sorted(weights)}")
     first_dtype = weights[next(iter(expected))].dtype
     for key, array in weights.items():
         problem = _array_problem(key, array.shape, array.dtype, expected[key], first_dtype) or _non_finite_problem(key, array)
         if problem:
             raise ValueError(f"save_checkpoint: {problem}; nothing was written to {os.fspath(path)}")
     atomic_write(path, lambda file: np.savez(file, **arrays, **weights))
-
-
-def _header(archive, info):
-    """(shape, dtype, header length) of the .npy entry `info`; reads the header only.
-
-    Raises CheckpointError for anything fcnn.save_checkpoint would not have written.
-    """
-    with archive.open(info) as stream, warnings.catch_warnings():
-        # numpy warns when it repairs a header in Python 2 style; the checks that follow decide either way.
-        warnings.simplefilter("ignore")
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:
-            raise CheckpointError(f"npy format version {version}, which fcnn does not write")
-        length = stream.tell()
-    if fortran_order or dtype.hasobject:
-        raise CheckpointError("Fortran order or Python objects, which fcnn does not write")
-    return shape, dtype, length
 
 
 class _Archive:
@@ -178,10 +177,10 @@ class _Archive:
                 self.fail(f"entry {key!r} is compressed; fcnn writes every entry uncompressed")
             if info.header_offset + info.compress_size > self.size:
                 self.fail(f"entry {key!r} claims {info.file_size} bytes, more than the file holds")
-            shape, dtype, length = self.parse(key, _header, archive, info)
-            if math.prod(shape) * dtype.itemsize != info.file_size - length:
-                self.fail(f"entry {key!r}: its header claims shape {shape} of {dtype}, "
-                          f"but the entry holds {info.file_size - length} bytes of data")
+            shape, dtype, length = self.parse(key, read_npy_header, archive, info)
+            problem = data_size_problem(info, shape, dtype, length)
+            if problem:
+                self.fail(f"entry {key!r}: {problem}")
             self.entries[key] = (info, shape, dtype, length)
 
     def fail(self, problem):
@@ -191,7 +190,7 @@ class _Archive:
         """reader(*args), with any exception from parsing corrupt bytes refused as CheckpointError."""
         try:
             return reader(*args)
-        except CheckpointError as error:
+        except (CheckpointError, NpyHeaderError) as error:
             self.fail(f"entry {key!r}: {error}")
         # zipfile and numpy's header parser raise many types for malformed bytes (BadZipFile,
         # EOFError, UnicodeDecodeError, struct.error, SyntaxError, NotImplementedError, ...):
@@ -236,24 +235,40 @@ def _tree(arrays, group):
     tree = {}
     for key, array in arrays.items():
         if key.startswith(group + "/"):
-            _, layer, name = key.split("/")
+            layer, name = key.removeprefix(group + "/").split("/")
             tree.setdefault(layer, {})[name] = array
     return tree
+
+
+def _optimizer(archive):
+    """The optimiser entry: ("sgd", {}) when there is none, else its name and what it holds."""
+    if OPTIMIZER_KEY not in archive.entries:
+        return "sgd", {}
+    entry = archive.text(OPTIMIZER_KEY)
+    name = entry.get("name") if isinstance(entry, dict) else None
+    if name not in OPTIMIZERS or name == "sgd":
+        archive.fail(f"entry {OPTIMIZER_KEY!r} must name one of {list(OPTIMIZERS[1:])}; got {json.dumps(entry)[:200]}")
+    t = entry.get("t")
+    if "t" in STATE_KEYS[name] and (isinstance(t, bool) or not isinstance(t, int) or t < 0):
+        archive.fail(f"entry {OPTIMIZER_KEY!r}: 't' must be an integer >= 0 (the steps taken); got {t!r}")
+    return name, {"t": t} if "t" in STATE_KEYS[name] else {}
 
 
 def load_checkpoint(path):
     """Read and check a checkpoint written by save_checkpoint.
 
     Returns {"format_version", "epoch", "arch" (resolved list of layer specs), "params",
-    "velocity", "rng_state", "metrics", "config"}.
+    "velocity" (None but for SGD), "optimizer" (its name), "optimizer_state" (the velocity for
+    SGD, else the state fcnn.optim's step takes), "rng_state", "metrics", "config"}.
     Raises CheckpointError naming the file and the entry for anything else: a file that is not
     a zip archive or is truncated or corrupt, a malformed .npy header, a missing or unexpected
     entry, an array whose shape or dtype does not fit the architecture (checked before its data
     is read), inf or NaN weights, or JSON text of the wrong type.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path}: " + ("not a file" if os.path.exists(path) else "no such file"))
+    kind = kind_of(path)
+    if kind:  # a FIFO would make the read below wait forever
+        raise CheckpointError(f"checkpoint {path}: " + (kind if kind == "no such file" else f"not a file: {kind}"))
     try:
         archive = zipfile.ZipFile(path)
     except Exception as error:  # noqa: BLE001  (as in _Archive.parse: any parse failure is a refusal)
@@ -270,16 +285,17 @@ def _load(archive):
     version = archive.integer("format_version")
     if version != FORMAT_VERSION:
         archive.fail(f"entry 'format_version' is {version}; this fcnn reads version {FORMAT_VERSION}")
+    optimizer, scalars = _optimizer(archive)
     try:
         arch = resolve_arch(archive.text("arch"))
-        expected = parameter_shapes(arch)
+        expected = parameter_shapes(arch, optimizer)
     except CheckpointError:
         raise
     # A corrupt architecture may hold values of any JSON type where numbers belong.
     except (ValueError, TypeError, OverflowError) as error:
         archive.fail(f"entry 'arch' is not a valid architecture ({type(error).__name__}: {error})")
 
-    stored = set(archive.entries) - set(SCALAR_KEYS) - set(TEXT_KEYS)
+    stored = set(archive.entries) - set(SCALAR_KEYS) - set(TEXT_KEYS) - {OPTIMIZER_KEY}
     missing, unexpected = sorted(expected.keys() - stored), sorted(stored - expected.keys())
     if missing:
         archive.fail(f"missing entry {missing[0]!r} required by its architecture")
@@ -308,12 +324,15 @@ def _load(archive):
         archive.fail(f"entry 'metrics' must be a JSON list of objects; got {json.dumps(metrics)[:200]}")
     if not isinstance(config, dict):
         archive.fail(f"entry 'config' must be a JSON object; got {json.dumps(config)[:200]}")
+    trees = {group.removeprefix("optimizer/"): _tree(arrays, group) for group in array_groups(optimizer)[1:]}
     return {
         "format_version": version,
         "epoch": archive.integer("epoch"),
         "arch": arch,
         "params": _tree(arrays, "params"),
-        "velocity": _tree(arrays, "velocity"),
+        "velocity": trees.get("velocity"),
+        "optimizer": optimizer,
+        "optimizer_state": trees["velocity"] if optimizer == "sgd" else {**scalars, **trees},
         "rng_state": rng_state,
         "metrics": metrics,
         "config": config,

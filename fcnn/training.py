@@ -1,21 +1,37 @@
-"""Training as plain functions: seeded mini-batches, one SGD step, one epoch, test accuracy.
+"""Training as plain functions: seeded mini-batches, one optimiser step, one epoch, test accuracy.
 
 Nothing here prints or parses arguments: progress goes to an optional callback, so the
 caller (scripts/train_mnist.py, a notebook, a test) decides how to show it.
 """
 
 import math
+import time
 
 import numpy as np
 
 from fcnn.model import loss_and_grads, predict
-from fcnn.optim import momentum_step, sgd_step
+from fcnn.optim import adam_step, adamw_step, momentum_step, rmsprop_step, sgd_step, zeros_like
+from fcnn.tree import tree_paths
 
 # The settings each preset trains well with: the training script's defaults, and the workloads
 # the benchmarks time (one source, so the benchmarks time what users run; see the README).
 ARCH_DEFAULTS = {
     "seed": {"epochs": 5, "batch_size": 32, "lr": 0.2, "momentum": 0.0, "lr_decay": 0.6},
     "lenet5": {"epochs": 8, "batch_size": 32, "lr": 0.02, "momentum": 0.9, "lr_decay": 0.8},
+}
+
+# The optimisers a run may train with (fcnn.optim, PyTorch's semantics), and the trees each keeps
+# as its state: sgd its velocity (zeros when momentum is 0), the others their moments.
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+ADAPTIVE_STEPS = {"adam": adam_step, "adamw": adamw_step, "rmsprop": rmsprop_step}
+STATE_KEYS = {"sgd": (), "adam": ("t", "m", "v"), "adamw": ("t", "m", "v"), "rmsprop": ("s",)}
+# PyTorch's defaults for each (torch.optim): the learning rate of Adam, AdamW and RMSprop (SGD's
+# comes from ARCH_DEFAULTS), and the weight decay, 0.01 for AdamW and 0 for the others.
+OPTIMIZER_DEFAULTS = {
+    "sgd": {"weight_decay": 0.0},
+    "adam": {"lr": 1e-3, "weight_decay": 0.0},
+    "adamw": {"lr": 1e-3, "weight_decay": 0.01},
+    "rmsprop": {"lr": 1e-2, "weight_decay": 0.0},
 }
 
 # The divergence rule (see divergence()): fastai's loss smoothing, and a threshold far above
@@ -86,33 +102,47 @@ def learning_rate(lr, lr_decay, epoch):
     return lr * lr_decay ** epoch
 
 
-def train_step(params, velocity, x, labels, arch, backend, lr, momentum):
-    """One step of (momentum) SGD on one mini-batch.
+def fresh_state(optimizer, params):
+    """The optimiser state of a run's first step: sgd's velocity, zeros_like(params); Adam's and
+    AdamW's {"t": 0, "m": zeros, "v": zeros}; RMSProp's {"s": zeros}."""
+    if optimizer == "sgd":
+        return zeros_like(params)
+    return {key: 0 if key == "t" else zeros_like(params) for key in STATE_KEYS[optimizer]}
 
-    momentum 0: p_new = p - lr * dp (plain SGD; the velocity is passed through unchanged);
-    otherwise v_new = momentum * v + dp, p_new = p - lr * v_new.
-    Returns (new_params, new_velocity, loss, logits); loss is the batch mean, logits (N, K) are
-    the ones the step was computed from.
+
+def train_step(params, state, x, labels, arch, backend, lr, momentum=0.0, optimizer="sgd", weight_decay=0.0):
+    """One optimiser step on one mini-batch.
+
+    sgd, momentum 0: p_new = p - lr * dp (plain SGD; the velocity `state` is passed through
+    unchanged); otherwise v_new = momentum * v + dp, p_new = p - lr * v_new. adam, adamw,
+    rmsprop: fcnn.optim's step of that name, state its moments (fresh_state). dp includes
+    weight_decay * p (AdamW: decoupled). Returns (new_params, new_state, loss, logits); loss is
+    the batch mean, logits (N, K) are the ones the step was computed from.
     """
     loss, grads, logits = loss_and_grads(params, x, labels, arch, backend)
-    if momentum == 0:
-        return sgd_step(params, grads, lr), velocity, loss, logits
-    new_params, new_velocity = momentum_step(params, grads, velocity, lr, momentum)
-    return new_params, new_velocity, loss, logits
+    if optimizer != "sgd":
+        new_params, new_state = ADAPTIVE_STEPS[optimizer](params, grads, state, lr, weight_decay=weight_decay)
+    elif momentum == 0:
+        new_params, new_state = sgd_step(params, grads, lr, weight_decay=weight_decay), state
+    else:
+        new_params, new_state = momentum_step(params, grads, state, lr, momentum, weight_decay=weight_decay)
+    return new_params, new_state, loss, logits
 
 
-def all_finite(params):
-    return all(np.isfinite(array).all() for layer in params.values() for array in layer.values())
+def all_finite(tree):
+    return all(np.isfinite(array).all() for _, array in tree_paths(tree))
 
 
-def train_epoch(params, velocity, x, labels, arch, backend, *, lr, momentum, batch_size, rng,
-                epoch=0, on_step=None):
-    """One pass over (x, labels) in a fresh shuffled order drawn from rng.
+def train_epoch(params, state, x, labels, arch, backend, *, lr, momentum=0.0, batch_size, rng,
+                epoch=0, on_step=None, optimizer="sgd", weight_decay=0.0):
+    """One pass over (x, labels) in a fresh shuffled order drawn from rng, stepped by train_step.
 
-    x (N, 1, 28, 28) or (N, 28, 28) float, labels (N,) ints. on_step(step, steps, images, loss),
-    if given, is called after every step (step counted from 1); it may raise to stop the epoch
+    x (N, 1, 28, 28) or (N, 28, 28) float, labels (N,) ints. on_step(step, steps, images,
+    mean_loss), if given, is called after every step (step counted from 1) with the images of
+    that step and the epoch's mean loss per image so far; it may raise to stop the epoch
     between two steps.
-    Returns (params, velocity, stats) with stats = {"train_loss": mean loss per image,
+    state: the optimiser's state (sgd's velocity; see fresh_state for the others).
+    Returns (params, state, stats) with stats = {"train_loss": mean loss per image,
     "train_accuracy": fraction of images the network classified right just before it stepped
     on them, "step_losses": [loss of every step]}.
     Raises TrainingDiverged when the loss explodes (the rule of divergence()) or the parameters are
@@ -124,13 +154,13 @@ def train_epoch(params, velocity, x, labels, arch, backend, *, lr, momentum, bat
     order = batches(len(x), batch_size, rng)
     step_losses = []
     loss_sum = 0.0
-    correct = 0
+    seen = correct = 0
     smoothed = None
     for step, indices in enumerate(order, start=1):
         # The loss is checked here, so NumPy's overflow warnings would only repeat it, noisily.
         with np.errstate(over="ignore", invalid="ignore"):
-            params, velocity, loss, logits = train_step(
-                params, velocity, x[indices], labels[indices], arch, backend, lr, momentum
+            params, state, loss, logits = train_step(
+                params, state, x[indices], labels[indices], arch, backend, lr, momentum, optimizer, weight_decay
             )
         classes = logits.shape[1]
         smoothed = smoothed_loss(math.log(classes) if smoothed is None else smoothed, loss)
@@ -139,15 +169,24 @@ def train_epoch(params, velocity, x, labels, arch, backend, *, lr, momentum, bat
             raise TrainingDiverged(epoch, step, len(order), loss, lr, reason)
         step_losses.append(loss)
         loss_sum += loss * len(indices)
+        seen += len(indices)
         correct += int((logits.argmax(axis=1) == labels[indices]).sum())
         if on_step is not None:
-            on_step(step, len(order), len(indices), loss)
+            on_step(step, len(order), len(indices), loss_sum / seen)
     # A finite loss is computed before its step, so the last step's update is checked here.
-    if not all_finite(params) or not all_finite(velocity):
+    if not all_finite(params) or not all_finite(state):
         raise TrainingDiverged(epoch, len(order), len(order), step_losses[-1], lr,
                                "the parameters are inf or NaN after the last step")
     stats = {"train_loss": loss_sum / len(x), "train_accuracy": correct / len(x), "step_losses": step_losses}
-    return params, velocity, stats
+    return params, state, stats
+
+
+def warm_up(params, x, labels, arch, backend):
+    """One step on two images, so that a compiled backend compiles (or loads its cache) before
+    any timing; returns the seconds it took."""
+    start = time.perf_counter()
+    loss_and_grads(params, x[:2], labels[:2], arch, backend)
+    return time.perf_counter() - start
 
 
 def evaluate(params, x, labels, arch, backend="numpy", batch_size=1000):

@@ -3,6 +3,7 @@ bars must be as long as the times say (a blank or mixed-up chart fails)."""
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,16 +34,29 @@ def benchmark_rows(groups):
     ]
 
 
-def benchmark_json(path, groups):
-    """A pytest-benchmark JSON file holding TIMES for each group, 4 images per round."""
+# What bench/test_roofline_bench.py stores: a peak of 50 GFLOP/s, half what the numba rows reach.
+ROOFLINE = {"peak_gflops": 50.0, "peak_gflops_per_core": 26.0, "threads": 2, "vector_bits": 256,
+            "bandwidth_gbs": 14.4, "triad_mib": 768}
+
+
+def benchmark_json(path, groups, roofline=None):
+    """A pytest-benchmark JSON file holding TIMES for each group, 4 images per round (and the roofline, if given)."""
     benchmarks = [
         {"group": group, "name": f"test_{backend}", "stats": {stat: 4 * seconds for stat in ("min", "median", "mean")},
          "extra_info": {"backend": backend, "images": 4, "flops_per_image": 1e6}}
         for group in groups
         for backend, seconds in TIMES
     ]
+    if roofline:
+        benchmarks.append({"group": "roofline", "name": "test_roofline", "stats": {stat: 1.0 for stat in ("min", "median", "mean")},
+                           "extra_info": roofline})
     path.write_text(json.dumps({"benchmarks": benchmarks}))
     return path
+
+
+def table_rows(output):
+    """The table's rows of a report's output, by backend."""
+    return {line.split("|")[2].strip(): line for line in output.splitlines() if line.startswith("| ") and "---" not in line}
 
 
 def read_png(path):
@@ -60,12 +74,45 @@ def pixels_of_colour(pixels, colour_name):
 def test_main_prints_the_table_with_per_image_times_and_speedups(report, tmp_path, capsys):
     path = benchmark_json(tmp_path / "bench.json", ["conv2d forward"])
     assert report.main([str(path), "--stat", "min", "--peak-gflops", "100"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    rows = {line.split("|")[2].strip(): line for line in lines if line.startswith("| ") and "---" not in line}
+    rows = table_rows(capsys.readouterr().out)
     assert "| conv2d forward | loop | 4 | 2 ms | 500 | 1x |" in rows["loop"]
     assert "| numba | 4 | 10 us | 100,000 | 200x |" in rows["numba"]
     # 1e6 FLOP per image in 10 us is 100 GFLOP/s: all of the given peak.
     assert rows["numba"].endswith("| 100 | 1e+02 % |")
+
+
+def test_share_of_peak_is_against_the_peak_measured_in_the_run(report, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(report, "measure_roofline", lambda: pytest.fail("the run's own figures were not used"))
+    path = benchmark_json(tmp_path / "bench.json", ["conv2d forward"], roofline=ROOFLINE)
+    assert report.main([str(path), "--stat", "min"]) == 0
+    output = capsys.readouterr().out
+    # 100 GFLOP/s against the measured 50: twice the peak (a row beyond it is a wrong FLOP count or peak).
+    assert table_rows(output)["numba"].endswith("| 100 | 2e+02 % |")
+    assert "measured fp32 peak, 50 GFLOP/s on 2 threads (26 on one; an FMA loop of 256-bit vectors" in output
+    assert "Memory bandwidth, measured in this benchmark run: 14.4 GB/s (triad over 768 MiB)" in output
+    nominal, _ = report.cpu_peak_gflops()
+    used = min(2, len(os.sched_getaffinity(0)))
+    nominal_here = nominal * used / len(os.sched_getaffinity(0))
+    assert f"for the {used} core{'s' if used > 1 else ''} the run used that is {nominal_here:.0f}" in output
+    assert f"the measured peak is {100 * 50 / nominal_here:.0f} % of it" in output
+    assert "test_roofline" not in output  # said in sentences, not as a raw extra_info line
+
+
+def test_without_a_roofline_in_the_run_the_report_measures_one_and_says_so(report, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(report, "measure_roofline", lambda: {**ROOFLINE, "peak_gflops": 400.0})
+    path = benchmark_json(tmp_path / "bench.json", ["conv2d forward"])
+    assert report.main([str(path), "--stat", "min"]) == 0
+    output = capsys.readouterr().out
+    assert table_rows(output)["numba"].endswith("| 100 | 25 % |")
+    assert "measured now, by bench/roofline.py (the JSON holds no roofline benchmark)" in output
+
+
+def test_a_given_peak_wins_over_the_measured_one(report, tmp_path, capsys):
+    path = benchmark_json(tmp_path / "bench.json", ["conv2d forward"], roofline=ROOFLINE)
+    assert report.main([str(path), "--stat", "min", "--peak-gflops", "400"]) == 0
+    output = capsys.readouterr().out
+    assert table_rows(output)["numba"].endswith("| 100 | 25 % |")
+    assert "as given by --peak-gflops" in output
 
 
 def test_main_refuses_a_file_that_is_not_a_benchmark_json(report, tmp_path, capsys):

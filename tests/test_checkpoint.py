@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import fcnn
 from fcnn import checkpoint
 from fcnn.checkpoint import CheckpointError, generator_from_state, load_checkpoint, metrics_path, save_checkpoint, write_metrics
+from fcnn.training import STATE_KEYS
 
 
 def random_tree(arch, seed, dtype="float32"):
@@ -495,3 +496,53 @@ def test_fuzz_npy_header_edits_are_refused_or_harmless(pristine, data):
     path.write_bytes(pristine["data"])
     replace_member(path, name.removesuffix(".npy"), npy_bytes(array, header))
     assert_refused_or_identical(pristine, path.read_bytes())
+
+
+# --- optimiser state beside the parameters (issue 19 item 5) ------------------------------------
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "rmsprop"])
+def test_an_adaptive_optimisers_state_round_trips_exactly(tmp_path, optimizer):
+    path = tmp_path / "run.npz"
+    params = random_tree("seed", 1, "float32")
+    state = {key: 7 if key == "t" else random_tree("seed", 3 + index, "float32")
+             for index, key in enumerate(STATE_KEYS[optimizer])}
+    save_checkpoint(path, arch="seed", params=params, optimizer=optimizer, optimizer_state=state, epoch=1,
+                    rng_state=np.random.default_rng(0).bit_generator.state)
+    with np.load(path) as archive:
+        assert not any(name.startswith("velocity/") for name in archive.files)
+    loaded = load_checkpoint(path)
+    assert loaded["optimizer"] == optimizer and loaded["velocity"] is None
+    assert loaded["optimizer_state"].keys() == state.keys()
+    for key, tree in state.items():
+        if key == "t":
+            assert loaded["optimizer_state"]["t"] == 7
+            continue
+        for layer in tree:
+            for name, array in tree[layer].items():
+                assert np.array_equal(loaded["optimizer_state"][key][layer][name], array)
+
+
+def test_an_sgd_checkpoint_is_written_as_before_optimisers_existed(tmp_path):
+    path = tmp_path / "run.npz"
+    write(path)
+    with np.load(path) as archive:
+        assert "optimizer" not in archive.files
+    loaded = load_checkpoint(path)
+    assert loaded["optimizer"] == "sgd" and loaded["optimizer_state"] is loaded["velocity"]
+
+
+@pytest.mark.parametrize("entry, fragment", [
+    ({"name": "lbfgs"}, "must name one of"),
+    ({"name": "adam", "t": -1}, "'t' must be an integer >= 0"),
+    ({"name": "adam", "t": True}, "'t' must be an integer >= 0"),
+    ([1], "must name one of"),
+])
+def test_a_bad_optimizer_entry_is_refused_by_name(tmp_path, entry, fragment):
+    path = tmp_path / "run.npz"
+    params = random_tree("seed", 1, "float32")
+    save_checkpoint(path, arch="seed", params=params, optimizer="adam",
+                    optimizer_state={"t": 1, "m": params, "v": params}, epoch=1,
+                    rng_state=np.random.default_rng(0).bit_generator.state)
+    rewrite(path, lambda entries: entries.update({"optimizer": np.array(json.dumps(entry))}))
+    expect_refusal(path, "'optimizer'", fragment)

@@ -4,6 +4,7 @@ written out by hand (IDX headers packed here, not by the code under test).
 """
 
 import gzip
+import os
 import re
 import struct
 from pathlib import Path
@@ -451,3 +452,127 @@ def test_single_npy_array_named_npz_is_refused(tmp_path, small):
         np.save(out, small[0])
     with raises_naming(path, "single .npy array"):
         load_mnist(path)
+
+
+# --- sizes checked before anything is read or unpacked (issue 18) -------------------------------
+
+
+def traced_peak(function):
+    """(what function() raised or returned, the peak of Python allocations meanwhile, in bytes)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        try:
+            outcome = function()
+        except Exception as error:  # noqa: BLE001  (the caller checks what it is)
+            outcome = error
+        return outcome, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_size_bound_is_far_above_mnist_and_far_below_a_machines_memory():
+    from fcnn.data import _files
+
+    assert 20 * 60000 * 784 < _files.MAX_UNPACKED_BYTES <= 2**30
+
+
+def test_a_sparse_8_gib_idx_file_is_refused_by_its_header_before_reading(tmp_path, small):
+    paths = write_idx_dir(tmp_path, small)
+    path = paths[("train", "images")]
+    count = (8 * 2**30 - 16) // 784
+    with path.open("wb") as file:
+        file.write(bytes([0, 0, 8, 3]) + struct.pack(">3I", count, 28, 28))
+        file.truncate(16 + count * 784)  # sparse: takes no disk space
+    refusal, peak = traced_peak(lambda: load_mnist(tmp_path))
+    assert isinstance(refusal, DataFormatError), refusal
+    assert re.search(re.escape(str(path)) + r".*IDX header claims shape \(%d, 28, 28\)" % count, str(refusal))
+    assert peak < 20 * 2**20
+
+
+def test_a_small_gzip_bomb_is_refused_without_unpacking_it(tmp_path, small):
+    # 2 MiB on disk, 2 GiB unpacked: gzip members of 64 MiB of zeros, one after another.
+    paths = write_idx_dir(tmp_path, small, gz=True)
+    path = paths[("train", "images")]
+    count = 2**31 // 784
+    zeros = gzip.compress(bytes(64 * 2**20), compresslevel=9)
+    with path.open("wb") as file:
+        file.write(gzip.compress(bytes([0, 0, 8, 3]) + struct.pack(">3I", count, 28, 28)))
+        for _ in range(32):
+            file.write(zeros)
+    assert path.stat().st_size < 4 * 2**20
+    refusal, peak = traced_peak(lambda: load_mnist(tmp_path))
+    assert isinstance(refusal, DataFormatError), refusal
+    assert str(path) in str(refusal) and "header claims" in str(refusal)
+    assert peak < 20 * 2**20
+
+
+def test_gzip_data_beyond_the_header_is_counted_not_kept(tmp_path, small):
+    # An honest header (the 20 test labels), then 1.1 GiB of zeros unpacked from 1.2 MiB.
+    paths = write_idx_dir(tmp_path, small, gz=True)
+    path = paths[("test", "labels")]
+    zeros = gzip.compress(bytes(64 * 2**20), compresslevel=9)
+    with path.open("wb") as file:
+        file.write(gzip.compress(idx_bytes(small[3])))
+        for _ in range(18):
+            file.write(zeros)
+    refusal, peak = traced_peak(lambda: load_mnist(tmp_path))
+    assert isinstance(refusal, DataFormatError), refusal
+    assert str(path) in str(refusal) and "extra bytes after the data" in str(refusal)
+    assert peak < 20 * 2**20
+
+
+def test_a_csv_that_unpacks_beyond_the_bound_is_refused(tmp_path, small, monkeypatch):
+    from fcnn.data import _files
+
+    # The bound made small so that the test is quick; the rule is the same at 1 GiB.
+    monkeypatch.setattr(_files, "MAX_UNPACKED_BYTES", 2**20)
+    paths = write_csv_dir(tmp_path, small, gz=True)
+    paths["train"].write_bytes(gzip.compress(csv_text(*small[:2]).encode() * 60))
+    with raises_naming(paths["train"], "unpacks to more than 1048576 bytes"):
+        load_mnist(tmp_path)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    paths = write_csv_dir(raw, small)
+    paths["test"].write_bytes(b"0" * (2**20 + 1))
+    with raises_naming(paths["test"], "the file holds 1048577 bytes"):
+        load_mnist(raw)
+
+
+def test_an_npz_entry_whose_header_claims_more_than_it_holds_is_refused_before_reading(tmp_path, small):
+    import io
+    import zipfile
+
+    path = tmp_path / "mnist.npz"
+    np.savez(path, x_train=small[0], y_train=small[1], x_test=small[2], y_test=small[3])
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10**13, 28, 28)})
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    entries["x_train.npy"] = header.getvalue() + bytes(784)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    refusal, peak = traced_peak(lambda: load_mnist(path))
+    assert isinstance(refusal, DataFormatError), refusal
+    assert str(path) in str(refusal) and "x_train" in str(refusal) and "header claims shape" in str(refusal)
+    assert peak < 20 * 2**20
+
+
+def test_a_fifo_or_a_folder_where_a_data_file_belongs_is_called_what_it_is(tmp_path, small):
+    fifo = tmp_path / "mnist.npz"
+    os.mkfifo(fifo)
+    with raises_naming(fifo, "a FIFO (named pipe)"):
+        load_mnist(fifo)
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    paths = write_idx_dir(folder, small)
+    paths[("test", "labels")].unlink()
+    paths[("test", "labels")].mkdir()
+    with raises_naming(paths[("test", "labels")], "a directory, not a data file"):
+        load_mnist(folder)
+    paths[("test", "labels")].rmdir()
+    os.mkfifo(paths[("test", "labels")])
+    with raises_naming(paths[("test", "labels")], "a FIFO (named pipe), not a data file"):
+        load_mnist(folder)

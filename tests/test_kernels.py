@@ -414,3 +414,51 @@ def test_backward_kernels_refuse_a_dout_of_the_wrong_shape(backend):
 def test_maxpool2d_refuses_a_window_larger_than_the_input(backend):
     with pytest.raises(ValueError, match=r"size 3 \(a 3x3 window\) must fit in x.s 2x2 images"):
         get_backend(backend).maxpool2d_forward(np.zeros((1, 1, 2, 2)), 3)
+
+
+def test_backends_say_whether_they_offer_the_fused_layer():
+    for name in BACKENDS:
+        backend = get_backend(name)
+        assert backend.offers("conv2d_relu_maxpool2d_forward") == (name == "tuned"), name
+        assert (backend.conv2d_relu_maxpool2d_forward is None) == (name != "tuned"), name
+        assert backend.offers("conv2d_forward")
+    with pytest.raises(AttributeError, match="has no kernel 'conv3d_forward'"):
+        get_backend("loop").conv3d_forward
+
+
+@needs_numba
+def test_tuned_names_numba_as_the_server_of_the_kernels_it_does_not_offer():
+    tuned, numba = get_backend("tuned"), get_backend("numba")
+    assert tuned.served_by["maxpool2d_forward"] == tuned.served_by["maxpool2d_backward"] == "numba"
+    assert tuned.maxpool2d_backward is numba.maxpool2d_backward
+    assert tuned.served_by["conv2d_forward"] == "tuned"
+
+
+def test_a_kernel_is_one_contract_row_plus_its_implementations(monkeypatch):
+    # A new kernel and a backend that offers only it, the rest served by loop: nothing else changes.
+    import types
+
+    from fcnn import kernels
+    from fcnn.kernels import contract
+
+    def check_scale(x, factor=2):
+        contract.check_array("scale", "x", x, 4)
+        return np.ascontiguousarray(x), float(factor)
+
+    module = types.ModuleType("scaling_backend")
+    module.scale = lambda x, factor: x * factor
+    module.KERNELS_SERVED_BY = "loop"
+    monkeypatch.setitem(contract.KERNELS, "scale", contract.Kernel(check_scale, "out = x * factor", optional=True))
+    monkeypatch.setitem(kernels.BACKENDS, "scaling", "scaling_backend")
+    monkeypatch.setitem(sys.modules, "scaling_backend", module)
+    get_backend.cache_clear()
+    try:
+        backend = get_backend("scaling")
+        np.testing.assert_array_equal(backend.scale(np.ones((1, 1, 2, 2))), np.full((1, 1, 2, 2), 2.0))
+        assert backend.scale.__doc__ == "out = x * factor" and backend.served_by["scale"] == "scaling"
+        assert backend.conv2d_forward is get_backend("loop").conv2d_forward
+        assert get_backend("loop").scale is None
+        with pytest.raises(ValueError, match="scale: x must have 4 dimensions"):
+            backend.scale(np.ones(3))
+    finally:
+        get_backend.cache_clear()

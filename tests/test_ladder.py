@@ -14,7 +14,7 @@ import pytest
 
 from fcnn.kernels import loop
 from fcnn.kernels.tuned import conv_forward as tuned
-from fcnn.ladder import RUNGS
+from fcnn.ladder import RUNGS, side_branches
 
 # (N, C, H, W, F, KH, KW, stride, pad)
 CASES = [
@@ -25,7 +25,7 @@ CASES = [
     (2, 2, 8, 8, 3, 5, 5, 2, 1),      # stride 2: the stride-1 rungs hand it to the general loop
     (1, 3, 9, 7, 2, 3, 2, 3, 2),      # stride 3, padding
 ]
-RUNG_IDS = [name for name, _ in RUNGS]
+RUNG_IDS = [rung.name for rung in RUNGS]
 
 
 def conv_arrays(case, dtype, seed=0):
@@ -60,7 +60,7 @@ def rounding_bound(x, w, b, stride, pad, dtype):
 @pytest.mark.parametrize("case", CASES, ids=str)
 @pytest.mark.parametrize("rung", RUNGS, ids=RUNG_IDS)
 def test_rung_matches_loop_and_einsum(rung, case, dtype):
-    _, conv2d_forward = rung
+    conv2d_forward = rung.function
     x, w, b, stride, pad = conv_arrays(case, dtype)
     inputs = [a.copy() for a in (x, w, b)]
     out = conv2d_forward(x, w, b, stride, pad)
@@ -85,8 +85,16 @@ def test_rounding_bound_catches_a_missing_tap():
 
 
 def test_last_rung_is_the_tuned_kernel_and_names_are_unique():
-    assert RUNGS[-1][1] is tuned.conv2d_forward
+    assert RUNGS[-1].function is tuned.conv2d_forward
     assert len(set(RUNG_IDS)) == len(RUNGS)
+
+
+def test_each_rung_builds_on_an_earlier_one_and_four_filters_is_the_side_branch():
+    assert RUNGS[0].builds_on is None
+    for position, rung in enumerate(RUNGS[1:], start=1):
+        assert rung.builds_on in RUNG_IDS[:position], rung
+    assert RUNGS[-1].builds_on == "taps in registers"
+    assert side_branches(RUNGS) == ["four filters"]
 
 
 def test_compiled_rungs_have_cache_names_of_their_own():

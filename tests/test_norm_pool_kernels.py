@@ -3,6 +3,10 @@ backends against loop.py and against independent computations (the channel-rows 
 staged backward, scipy's correlate2d, the adjoint identity, PyTorch), NaN and inf, dtypes, odd
 shapes, batch 1 and argument checks."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -127,14 +131,14 @@ def test_batchnorm_matches_the_channel_rows_formula_and_a_staged_backward(backen
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_batchnorm_statistics_are_the_per_channel_mean_and_biased_variance(backend):
-    from fcnn.kernels import compiled_loop, vectorized
-
-    modules = {"loop": loop, "numpy": vectorized, "numba": compiled_loop, "tuned": compiled_loop}
-    x, *_ = batchnorm_arrays((3, 4, 5, 2))
-    mean, var = modules[backend].batchnorm_statistics(x)
-    np.testing.assert_allclose(mean, x.mean(axis=(0, 2, 3)), rtol=1e-12)
-    np.testing.assert_allclose(var, x.var(axis=(0, 2, 3), ddof=0), rtol=1e-12)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_statistics_are_the_per_channel_mean_and_biased_variance(backend, dtype):
+    for shape, axes in [((3, 4, 5, 2), (0, 2, 3)), ((6, 3), (0,))]:
+        x, *_ = batchnorm_arrays(shape, dtype)
+        mean, var = get_backend(backend).batchnorm_statistics(x)
+        assert mean.dtype == var.dtype == dtype and mean.shape == var.shape == (shape[1],)
+        np.testing.assert_allclose(mean, x.astype(np.float64).mean(axis=axes), **TOLERANCE[dtype])
+        np.testing.assert_allclose(var, x.astype(np.float64).var(axis=axes, ddof=0), **TOLERANCE[dtype])
 
 
 def test_batchnorm_output_has_each_channel_at_mean_beta_and_std_gamma():
@@ -370,12 +374,14 @@ def test_numba_backend_compiles_the_loop_source_itself():
         assert getattr(compiled, name).py_func.__code__ is getattr(loop, name).__code__, name
     # The statistics the batch norm kernels call are loop.py's, inlined; dropout_forward is loop.py's, run by Python.
     inlined = compiled.batchnorm_forward.py_func.__globals__["batchnorm_statistics"]
-    assert inlined.py_func.__code__ is loop.batchnorm_statistics.__code__ and inlined.targetoptions["inline"] == "always"
+    assert inlined.py_func.__code__ is loop.batchnorm_statistics.__code__
+    assert inlined.targetoptions["inline"] == "always"
     assert compiled.dropout_forward.__code__ is loop.dropout_forward.__code__
     assert compiled.dropout_forward.__globals__["dropout_forward_given_draws"] is compiled.dropout_forward_given_draws
     for fast_path, kernel in {"avgpool2d_forward_2x2": "avgpool2d_forward",
                               "avgpool2d_backward_2x2": "avgpool2d_backward"}.items():
-        assert getattr(compiled, fast_path).py_func.__globals__[kernel].py_func.__code__ is getattr(loop, kernel).__code__
+        inlined = getattr(compiled, fast_path).py_func.__globals__[kernel]
+        assert inlined.py_func.__code__ is getattr(loop, kernel).__code__, fast_path
 
 
 @needs_numba
@@ -417,4 +423,94 @@ def test_avgpool2d_matches_pytorch_forward_and_backward(backend, case):
     out = torch.nn.functional.avg_pool2d(xt, size, stride)
     out.backward(torch.tensor(dout))
     np.testing.assert_allclose(kernels.avgpool2d_forward(x, size, stride), out.detach().numpy(), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(kernels.avgpool2d_backward(dout, x, size, stride), xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(kernels.avgpool2d_backward(dout, x, size, stride), xt.grad.numpy(),
+                               rtol=1e-12, atol=1e-14)
+
+
+# ---- Argument checks -----------------------------------------------------------------------------
+
+
+def bad_calls():
+    """(kernel, args, the words the ValueError must contain): each argument refused by name."""
+    x, gamma, beta, dout = batchnorm_arrays((2, 3, 4, 4))
+    rng = np.random.default_rng(0)
+    mask = np.ones_like(x)
+    pool_x = x[:, :, :4, :4]
+    return [
+        ("batchnorm_forward", (x[0], gamma, beta), "x must be (N, C) or (N, C, H, W)"),
+        ("batchnorm_forward", (x.astype(np.int64), gamma, beta), "x must be float32 or float64"),
+        ("batchnorm_forward", (x[:1, :, :1, :1], gamma, beta), "more than one value per channel"),
+        ("batchnorm_forward", (x[:1, :, 0, 0], gamma, beta), "more than one value per channel"),
+        ("batchnorm_forward", (x, gamma[:2], beta), "gamma must have shape (3,)"),
+        ("batchnorm_forward", (x, gamma, beta[:2]), "beta must have shape (3,)"),
+        ("batchnorm_forward", (x, gamma.astype(np.float32), beta), "gamma must have the dtype of x"),
+        ("batchnorm_forward", (x, gamma, beta, 0.0), "eps must be > 0"),
+        ("batchnorm_forward", (x, gamma, beta, float("nan")), "eps must be finite"),
+        ("batchnorm_forward", (x, gamma, beta, True), "eps must be a number"),
+        ("batchnorm_backward", (dout[:1], x, gamma), "dout must have the shape of x"),
+        ("batchnorm_backward", (dout, x, gamma, -1e-5), "eps must be > 0"),
+        ("batchnorm_statistics", (x[:, :, 0],), "x must be (N, C) or (N, C, H, W)"),
+        ("dropout_forward", (x, 1.0, rng), "rate must be in [0, 1)"),
+        ("dropout_forward", (x, -0.1, rng), "rate must be in [0, 1)"),
+        ("dropout_forward", (x, float("inf"), rng), "rate must be finite"),
+        ("dropout_forward", (x, "0.5", rng), "rate must be a number"),
+        ("dropout_forward", (x, 0.5, 42), "rng must be a numpy.random.Generator"),
+        ("dropout_forward", (x.tolist(), 0.5, rng), "x must be a numpy array"),
+        ("dropout_backward", (dout, mask[:1]), "mask must have the shape of dout"),
+        ("dropout_backward", (dout, mask.astype(np.float32)), "mask must have the dtype of x"),
+        ("avgpool2d_forward", (pool_x, 5), "must fit in x's 4x4 images"),
+        ("avgpool2d_forward", (pool_x, 2, 0), "stride must be >= 1"),
+        ("avgpool2d_forward", (pool_x[0], 2), "x must have 4 dimensions"),
+        ("avgpool2d_backward", (np.ones((2, 3, 3, 3)), pool_x, 2), "dout must have the forward output's shape"),
+        ("avgpool2d_backward", (np.ones((2, 3, 2, 2)), pool_x, 2.0), "size must be an integer"),
+    ]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kernels_refuse_bad_arguments_by_name(backend):
+    kernels = get_backend(backend)
+    for kernel, args, words in bad_calls():
+        with pytest.raises(ValueError) as raised:
+            getattr(kernels, kernel)(*args)
+        assert str(raised.value).startswith(f"{kernel}: ") and words in str(raised.value), (kernel, str(raised.value))
+
+
+def test_tuned_serves_these_kernels_from_numba():
+    if "tuned" not in BACKENDS:
+        pytest.skip("numba is not installed")
+    tuned = get_backend("tuned")
+    for kernel in ("batchnorm_statistics", "batchnorm_forward", "batchnorm_backward", "dropout_forward",
+                   "dropout_backward", "avgpool2d_forward", "avgpool2d_backward"):
+        assert tuned.served_by[kernel] == "numba"
+
+
+@needs_numba
+def test_numba_cache_of_these_kernels_loads_in_the_next_process(tmp_path):
+    # Batch norm's cached kernels inline a parallel function (numba#8578 crashed calls to one);
+    # a fresh process that loads them from the cache, in either dtype and rank, gives loop.py's numbers.
+    script = (
+        "import numpy as np\n"
+        "from fcnn.kernels import get_backend, loop\n"
+        "numba = get_backend('numba')\n"
+        "for dtype in (np.float32, np.float64):\n"
+        "    for shape in ((4, 3), (2, 3, 4, 4)):\n"
+        "        x = (np.arange(np.prod(shape)).reshape(shape) % 7).astype(dtype)\n"
+        "        g = np.arange(1, 4).astype(dtype); b = np.ones(3, dtype)\n"
+        "        np.testing.assert_allclose(numba.batchnorm_forward(x, g, b), loop.batchnorm_forward(x, g, b),\n"
+        "                                   rtol=1e-5)\n"
+        "        for got, want in zip(numba.batchnorm_backward(x, x, g), loop.batchnorm_backward(x, x, g)):\n"
+        "            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)\n"
+        "        out, mask = numba.dropout_forward(x, 0.5, np.random.default_rng(0))\n"
+        "        assert np.array_equal(numba.dropout_backward(x, mask), loop.dropout_backward(x, mask))\n"
+        "    x = (np.arange(2 * 3 * 6 * 6).reshape(2, 3, 6, 6) % 5).astype(dtype)\n"
+        "    for size, stride in ((2, 2), (3, 2)):\n"
+        "        out = numba.avgpool2d_forward(x, size, stride)\n"
+        "        np.testing.assert_allclose(out, loop.avgpool2d_forward(x, size, stride), rtol=1e-6)\n"
+        "        np.testing.assert_allclose(numba.avgpool2d_backward(out, x, size, stride),\n"
+        "                                   loop.avgpool2d_backward(out, x, size, stride), rtol=1e-6)\n"
+    )
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    for attempt in ("compiles every kernel", "loads every kernel from the cache"):
+        result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
+        assert result.returncode == 0, f"the process that {attempt} failed ({result.returncode}): {result.stderr}"
+    assert list(tmp_path.rglob("*batchnorm_backward*")), "nothing was cached"

@@ -2,6 +2,7 @@
 
     load_mnist(path=None) -> (x_train, y_train, x_test, y_test)    this module: which format a path holds
     scale(images)         -> float32 in [0, 1]                     this module
+    checksum(*arrays)     -> SHA-256 hex of a data set             this module
     read_idx, read_csv, read_npz                                   idx.py, csv.py, npz.py: one format each
     OFFICIAL_SHA256, BUNDLED_DIR                                   bundled.py: the official files
 
@@ -9,17 +10,19 @@ Every reader checks structure strictly and refuses bad input with DataFormatErro
 file and the record, line or byte offset; scaling to [0, 1] is the separate step `scale`.
 """
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from fcnn.data import bundled
+from fcnn.file_kinds import kind_of
 from fcnn.data._files import DataFormatError
 from fcnn.data.csv import CSV_FILES, find_csv_files, read_csv, read_csv_files
 from fcnn.data.idx import find_idx_files, read_idx, read_idx_files, spellings
 from fcnn.data.npz import read_npz
 
-__all__ = ["DataFormatError", "load_mnist", "read_csv", "read_idx", "read_npz", "scale"]
+__all__ = ["DataFormatError", "checksum", "load_mnist", "read_csv", "read_idx", "read_npz", "scale"]
 
 
 def scale(images):
@@ -30,6 +33,18 @@ def scale(images):
             f"scale: images must be uint8 (0..255) as loaded; got {images.dtype} (already scaled?)"
         )
     return images.astype(np.float32) / np.float32(255)
+
+
+def checksum(*arrays):
+    """SHA-256 (hex) of arrays' dtypes, shapes and bytes, in order: the identity of a loaded data
+    set whatever file format or folder it came from (a checkpoint records it, so that a resumed
+    run can tell whether it trains on the same data)."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape};".encode())
+        digest.update(array.data)
+    return digest.hexdigest()
 
 
 def load_mnist(path=None, verify=False):
@@ -62,7 +77,9 @@ def load_mnist(path=None, verify=False):
         _refuse_verify(verify, path, "a .npz file")
         return read_npz(path)
     if not path.is_dir():
-        raise DataFormatError(f"{path}: no such file or directory")
+        kind = kind_of(path)
+        raise DataFormatError(f"{path}: " + ("no such file or directory" if kind == "no such file" else
+                                             f"{kind}; expected a directory of IDX or CSV files, or a .npz file"))
     idx_files = find_idx_files(path)
     csv_files = find_csv_files(path)
     if all(idx_files.values()):

@@ -1,6 +1,7 @@
 """MNIST in the CSV release (mnist_train.csv, mnist_test.csv): one image per line, the label then
 784 pixels, with or without a header line, raw or gzipped."""
 
+import os
 import re
 
 import numpy as np
@@ -53,7 +54,7 @@ def find_csv_files(directory):
     found = {}
     for split, name in CSV_FILES.items():
         paths = [directory / name, directory / (name + ".gz")]
-        found[split] = next((p for p in paths if p.is_file()), None)
+        found[split] = next((p for p in paths if os.path.lexists(p)), None)
     return found
 
 

@@ -5,10 +5,19 @@ dimensions d, then d big-endian uint32 sizes, then prod(sizes) elements in C ord
 """
 
 import math
+import os
 
 import numpy as np
 
-from fcnn.data._files import IMAGE_SIZE, DataFormatError, check_same_count, first_outside, read_bytes
+from fcnn.data._files import (
+    IMAGE_SIZE,
+    MAX_UNPACKED_BYTES,
+    DataFile,
+    DataFormatError,
+    check_same_count,
+    first_outside,
+    too_large,
+)
 from fcnn.data.bundled import OFFICIAL_SHA256, check_sha256
 
 IMAGES_MAGIC = 0x00000803  # uint8, 3 dimensions
@@ -28,46 +37,58 @@ def read_idx(path):
     """One IDX file (raw or gzipped) -> array of the shape and type its header declares.
 
     Element types: 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64.
-    The result is in native byte order and owns its memory.
+    The result is in native byte order and owns its memory. The header's size is checked against
+    the file's and against MAX_UNPACKED_BYTES before the data is read or unpacked.
     """
-    return _parse_idx(read_bytes(path), path)
+    return _read_idx(path)[0]
 
 
-def _parse_idx(raw, path):
-    """The IDX bytes of `path` (already uncompressed) -> array; see the module docstring for the layout."""
-    if len(raw) < 4:
+def _read_idx(path):
+    """(array, the file's uncompressed bytes) of the IDX file `path`; see the module docstring for the layout."""
+    with DataFile(path) as data:
+        magic = data.read(4)
+        if len(magic) < 4:
+            raise DataFormatError(
+                f"{path}: truncated IDX header: the file ends at byte offset {len(magic)}, before the 4-byte magic"
+            )
+        zeros, type_code, ndim = magic[0:2], magic[2], magic[3]
+        if zeros != b"\x00\x00" or type_code not in ELEMENT_TYPES or ndim == 0:
+            raise DataFormatError(
+                f"{path}: not an IDX file: magic at byte offset 0 is 0x{magic.hex()}; expected 0x0000 then a "
+                f"type byte ({', '.join(f'0x{code:02x}' for code in ELEMENT_TYPES)}) and a dimension count >= 1 "
+                f"(0x{IMAGES_MAGIC:08x} for images, 0x{LABELS_MAGIC:08x} for labels)"
+            )
+        header_size = 4 + 4 * ndim
+        sizes = data.read(4 * ndim)
+        if len(sizes) < 4 * ndim:
+            raise DataFormatError(
+                f"{path}: truncated IDX header: {ndim} dimensions need {header_size} header bytes; "
+                f"the file ends at byte offset {4 + len(sizes)}"
+            )
+        shape = tuple(int(size) for size in np.frombuffer(sizes, ">u4"))
+        dtype = ELEMENT_TYPES[type_code]
+        data_size = math.prod(shape) * dtype.itemsize
+        expected_end = header_size + data_size
+        if data_size > MAX_UNPACKED_BYTES:
+            raise too_large(path, f"its IDX header claims shape {shape} of {dtype.name}, {data_size} bytes")
+        # A raw file's size tells a wrong length before any data is read; gzip must be unpacked.
+        body = data.read(data_size) if data.size is None or data.size == expected_end else b""
+        end = data.size if data.size is not None else header_size + len(body)
+        if end < expected_end:
+            raise DataFormatError(
+                f"{path}: truncated IDX data: the header promises shape {shape}, ending at byte offset "
+                f"{expected_end}, but the (uncompressed) file ends at byte offset {end}"
+            )
+        extra = end - expected_end if data.size is not None else data.rest()
+    if extra:
+        counted = f"{extra}" if extra <= MAX_UNPACKED_BYTES else f"more than {MAX_UNPACKED_BYTES}"
         raise DataFormatError(
-            f"{path}: truncated IDX header: the file ends at byte offset {len(raw)}, before the 4-byte magic"
+            f"{path}: {counted} extra bytes after the data: the header promises shape {shape}, ending at byte "
+            f"offset {expected_end}, but the (uncompressed) file ends at byte offset "
+            f"{expected_end + extra if extra <= MAX_UNPACKED_BYTES else 'beyond that'}"
         )
-    zeros, type_code, ndim = raw[0:2], raw[2], raw[3]
-    if zeros != b"\x00\x00" or type_code not in ELEMENT_TYPES or ndim == 0:
-        raise DataFormatError(
-            f"{path}: not an IDX file: magic at byte offset 0 is 0x{raw[:4].hex()}; expected 0x0000 then a "
-            f"type byte ({', '.join(f'0x{code:02x}' for code in ELEMENT_TYPES)}) and a dimension count >= 1 "
-            f"(0x{IMAGES_MAGIC:08x} for images, 0x{LABELS_MAGIC:08x} for labels)"
-        )
-    header_size = 4 + 4 * ndim
-    if len(raw) < header_size:
-        raise DataFormatError(
-            f"{path}: truncated IDX header: {ndim} dimensions need {header_size} header bytes; "
-            f"the file ends at byte offset {len(raw)}"
-        )
-    shape = tuple(int(size) for size in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    dtype = ELEMENT_TYPES[type_code]
-    expected_end = header_size + math.prod(shape) * dtype.itemsize
-    if len(raw) < expected_end:
-        raise DataFormatError(
-            f"{path}: truncated IDX data: the header promises shape {shape}, ending at byte offset "
-            f"{expected_end}, but the (uncompressed) file ends at byte offset {len(raw)}"
-        )
-    if len(raw) > expected_end:
-        raise DataFormatError(
-            f"{path}: {len(raw) - expected_end} extra bytes after the data: the header promises shape "
-            f"{shape}, ending at byte offset {expected_end}, but the (uncompressed) file ends at byte offset "
-            f"{len(raw)}"
-        )
-    data = np.frombuffer(raw, dtype, offset=header_size).reshape(shape)
-    return data.astype(dtype.newbyteorder("="))
+    array = np.frombuffer(body, dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    return array, magic + sizes + body
 
 
 def spellings(stem):
@@ -81,7 +102,7 @@ def find_idx_files(directory):
     found = {}
     for stem in OFFICIAL_SHA256:
         paths = [directory / name for name in spellings(stem)]
-        found[stem] = next((p for p in paths if p.is_file()), None)
+        found[stem] = next((p for p in paths if os.path.lexists(p)), None)
     return found
 
 
@@ -92,10 +113,9 @@ def read_idx_files(idx_files, verify):
     """
     arrays = {}
     for stem, path in idx_files.items():
-        raw = read_bytes(path)
+        arrays[stem], raw = _read_idx(path)
         if verify:
             check_sha256(raw, path, stem)
-        arrays[stem] = _parse_idx(raw, path)
     splits = []
     for prefix in ("train", "t10k"):
         images_stem, labels_stem = f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"

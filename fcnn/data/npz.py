@@ -4,7 +4,17 @@ import zipfile
 
 import numpy as np
 
-from fcnn.data._files import IMAGE_SIZE, PIXELS, DataFormatError, check_same_count, first_outside
+from fcnn.data._files import (
+    IMAGE_SIZE,
+    MAX_UNPACKED_BYTES,
+    PIXELS,
+    DataFormatError,
+    check_regular_file,
+    check_same_count,
+    first_outside,
+    too_large,
+)
+from fcnn.npy_header import data_size_problem, read_npy_header
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -15,6 +25,7 @@ def read_npz(path):
     Images: integers 0..255 of shape (N, 28, 28) or (N, 784) -> uint8 (N, 28, 28).
     Labels: integers 0..9 of shape (N,) -> uint8 (N,). Read with allow_pickle=False.
     """
+    check_regular_file(path)
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
@@ -26,7 +37,11 @@ def read_npz(path):
         if missing:
             raise DataFormatError(f"{path}: missing arrays {missing}; found {sorted(archive.files)}")
         try:
+            for key in NPZ_KEYS:
+                _check_entry_size(archive.zip, key, path)
             arrays = {key: archive[key] for key in NPZ_KEYS}
+        except DataFormatError:
+            raise
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
             raise DataFormatError(f"{path}: cannot read its arrays: {error}") from error
     splits = []
@@ -36,6 +51,18 @@ def read_npz(path):
         check_same_count(images, f"{path}: x_{split}", labels, f"y_{split}")
         splits += [images, labels]
     return tuple(splits)
+
+
+def _check_entry_size(archive, key, path):
+    """The entry `key` of the zipfile `archive` unpacks to at most MAX_UNPACKED_BYTES, and its .npy
+    header claims exactly the bytes it holds: both checked before numpy reads (or allocates) its data."""
+    info = archive.getinfo(key + ".npy")
+    if info.file_size > MAX_UNPACKED_BYTES:
+        raise too_large(path, f"array {key} unpacks to {info.file_size} bytes")
+    shape, dtype, length = read_npy_header(archive, info)
+    problem = data_size_problem(info, shape, dtype, length)
+    if problem:
+        raise DataFormatError(f"{path}: array {key}: {problem}")
 
 
 def _images(images, source):

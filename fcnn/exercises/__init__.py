@@ -38,9 +38,9 @@ own), so the learner's call and the reference's see the same draws.
 """
 
 from fcnn.exercises.checking import Failure, Report, check
-from fcnn.exercises.learner_file import LearnerFileError, load
+from fcnn.exercises.learner_file import LearnerFileError, check_file, check_files, load
 from fcnn.exercises.registry import KERNELS
-from fcnn.exercises.sandbox import Limits, check_file
+from fcnn.exercises.sandbox import Limits
 from fcnn.exercises.stubs import stub
 
 
@@ -60,5 +60,5 @@ def list_exercises():
     return [(name, exercise.goal) for name, exercise in KERNELS.items()]
 
 
-__all__ = ["KERNELS", "Failure", "assert_passes", "LearnerFileError", "Limits", "Report", "check", "check_file", "list_exercises",
-           "load", "stub"]
+__all__ = ["KERNELS", "Failure", "LearnerFileError", "Limits", "Report", "assert_passes", "check", "check_file",
+           "check_files", "list_exercises", "load", "stub"]

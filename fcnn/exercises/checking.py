@@ -1,8 +1,10 @@
-"""Check a learner's kernel against the reference, case by case, and say where it first goes wrong.
+"""Judge a learner's kernel against the reference, case by case, and say where it first goes wrong.
 
-Each case: call the learner's function on copies of the inputs, then check in this order that it
-did not raise, left its inputs alone, returned the right number and kinds of things, with the
-right shapes and dtypes, and values close to the expected ones. The first failure ends the check.
+Each case: the learner's function is called on copies of the inputs (here by call_in_process,
+or in a process of its own by fcnn.exercises.sandbox), then judge checks in this order that it
+did not raise, left its inputs alone, returned the right number and kinds of things (plain
+arrays, real numbers), with the right shapes and dtypes, and values close to the expected ones,
+which are computed here, never where the learner's code runs. The first failure ends the check.
 """
 
 import copy
@@ -12,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fcnn.exercises.registry import get_exercise
 from fcnn.exercises.child import format_traceback
+from fcnn.exercises.registry import get_exercise
 
 # float64: the inputs are O(1) and every output is a sum of at most a few hundred terms, so a
 # different order of summation moves it by ~1e-14 relative; 1e-7 leaves room for any honest
@@ -248,17 +250,19 @@ def _source_file(function):
 
 
 def _check_unchanged(name, given, kept, inputs):
-    """The learner must not write into an array it was given."""
+    """The learner must not write into an array it was given (nor change its shape or dtype in place)."""
     if not isinstance(kept, np.ndarray):
         return
-    if given.shape != kept.shape or not np.array_equal(given, kept, equal_nan=True):
-        where = ""
-        if given.shape == kept.shape:
-            index = tuple(int(k) for k in np.argwhere(given != kept)[0])
-            where = f" (first change at index {index}: was {kept[index]:.6g}, now {given[index]:.6g})"
-        raise CaseFailed(f"inputs: {inputs}\nyour function changed its input {name}{where}.",
-                         f"never write into {name}: work on a copy ({name}.copy()) or in a new array; "
-                         f"the caller still needs {name} as it was.")
+    alike = isinstance(given, np.ndarray) and given.shape == kept.shape and given.dtype == kept.dtype
+    if alike and np.array_equal(given, kept, equal_nan=np.issubdtype(kept.dtype, np.inexact)):
+        return
+    where = ""
+    if alike:
+        index = tuple(int(k) for k in np.argwhere(given != kept)[0])
+        where = f" (first change at index {index}: was {kept[index]:.6g}, now {given[index]:.6g})"
+    raise CaseFailed(f"inputs: {inputs}\nyour function changed its input {name}{where}.",
+                     f"never write into {name}: work on a copy ({name}.copy()) or in a new array; "
+                     f"the caller still needs {name} as it was.")
 
 
 def _unpack(result, exercise, inputs):

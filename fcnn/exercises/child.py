@@ -53,14 +53,21 @@ def run_source(source, path, name=None):
 
 
 def format_traceback(error, filename):
-    """The traceback lines that point into `filename` (the learner's file), then the error itself."""
+    """The traceback lines that point into `filename` (the learner's file), then the error itself.
+
+    A frame repeated more than three times in a row (endless recursion) is shown three times and counted.
+    """
     lines = []
-    for frame in traceback.extract_tb(error.__traceback__):
-        if frame.filename == filename:
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == filename]
+    for _, group in itertools.groupby(frames, key=lambda frame: (frame.lineno, frame.name)):
+        group = list(group)
+        for frame in group[:3]:
             lines.append(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}')
             if frame.line:
                 lines.append(f"    {frame.line}")
-    lines.append(f"{type(error).__name__}: {ANSI_COLOUR.sub('', _text(error))}")
+        if len(group) > 3:
+            lines.append(f"  [the frame above repeated {len(group) - 3} more times]")
+    lines.append(f"{type(error).__name__}: {ANSI_COLOUR.sub('', _text(error))[:LONGEST_TEXT]}")
     return "\n".join(lines)
 
 
@@ -81,7 +88,7 @@ def describe_exception(error, filename):
     """An exception as data: its class and base class names (most derived first), message, traceback."""
     names = [cls.__name__ for cls in type(error).__mro__]
     return {"types": names, "message": _text(error)[:LONGEST_TEXT],
-            "traceback": format_traceback(error, filename)[:4 * LONGEST_TEXT]}
+            "traceback": format_traceback(error, filename)}
 
 
 def _text(error):
@@ -164,6 +171,13 @@ def _class_name(value):
 
 def encode(value, depth=0):
     """A learner's value as JSON-ready data: arrays and numbers exactly, containers item by item, the rest by class."""
+    try:
+        return _encode(value, depth)
+    except Exception:  # noqa: BLE001 - a learner's object whose methods raise is sent by its class alone
+        return {"kind": "other", "class": _class_name(value)}
+
+
+def _encode(value, depth):
     if isinstance(value, np.ndarray):
         array = np.asarray(value).view(np.ndarray)
         if array.dtype.hasobject or array.dtype.names is not None:
@@ -216,7 +230,12 @@ def set_limits(limits):
     """Memory (address space), size of any file written (the output goes to a file), no core dumps."""
     import resource
 
+    import signal
+
     megabyte = 1 << 20
+    # Python ignores SIGXFSZ, so that a write past the limit would only raise OSError, which a
+    # learner's code may catch and go on printing; with the default action the process stops.
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
     resource.setrlimit(resource.RLIMIT_AS, (limits["memory_mb"] * megabyte,) * 2)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits["output_kb"] * 1024,) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -254,10 +273,7 @@ def main(argv):
             module, reply = _load(request)
         else:
             reply = _call(module, request)
-        try:
-            send(reply_fd, reply)
-        except (TypeError, ValueError) as error:  # a value the encoder did not foresee
-            send(reply_fd, {"unsendable": _text(error)[:LONGEST_TEXT]})
+        send(reply_fd, reply)
     os._exit(0)  # skip atexit handlers and interpreter teardown: nothing of the learner's runs after
 
 

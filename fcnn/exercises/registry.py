@@ -4,10 +4,10 @@ The reference is the library's own function, imported, never copied: its signatu
 are the contract the stub hands out and the checker enforces.
 """
 
-from fcnn.exercises import conv, dense, pool, relu, softmax
+from fcnn.exercises import batchnorm_dropout_avgpool, conv, dense, optimisers, pool, relu, softmax
 
 # One line per family module; each module's EXERCISES list holds its entries in order.
-FAMILIES = [conv, pool, relu, dense, softmax]
+FAMILIES = [conv, pool, relu, dense, softmax, batchnorm_dropout_avgpool, optimisers]
 
 KERNELS = {exercise.name: exercise for family in FAMILIES for exercise in family.EXERCISES}
 

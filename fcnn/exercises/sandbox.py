@@ -24,12 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from fcnn.exercises import child
-from fcnn.exercises.checking import CaseFailed, Failure, Raised, Report, Returned, check_exercise, ladder
-from fcnn.exercises.learner_file import LearnerFileError, read_source
-from fcnn.exercises.registry import KERNELS, get_exercise
+from fcnn.exercises.checking import Raised, Returned
 
 CHILD = Path(child.__file__)
-LONGEST_REPLY = 256 << 20  # bytes: far above any honest reply (the largest case is a few KB)
+LONGEST_REPLY = 64 << 20  # bytes: far above any honest reply (the largest case's is a few KB)
 
 
 @dataclass(frozen=True)
@@ -75,39 +73,43 @@ class Session:
             start_new_session=True)  # its own process group: whatever it starts is stopped with it
         os.close(request_read)
         os.close(reply_write)
+        os.set_blocking(self.request_fd, False)
         self.found = self._load(source, kernels)
 
     def _load(self, source, kernels):
+        """Load the file in the child -> {kernel: {"own": bool, "borrowed": str or None}}; LoadFailed or Stopped."""
         reply = self._ask({"load": str(self.path), "source": source, "kernels": list(kernels)},
                           "while it was loaded")
-        if "loaded" in reply:
-            return reply["loaded"]
+        try:
+            if "loaded" in reply:
+                return {kernel: {"own": bool(where["own"]), "borrowed": _text_or_none(where["borrowed"])}
+                        for kernel, where in reply["loaded"].items() if kernel in kernels}
+            message = (str(reply["syntax_error"]) if "syntax_error" in reply
+                       else describe_load_exception(self.path, reply["raised"]))
+        except Exception:  # noqa: BLE001 - the reply is the learner's process's: anything may be in it
+            raise self._stop(UNREADABLE) from None
         self.close()
-        if "syntax_error" in reply:
-            raise LoadFailed(reply["syntax_error"])
-        raised = reply.get("raised", {})
-        raise LoadFailed(describe_load_exception(self.path, raised))
+        raise LoadFailed(message)
 
     def call(self, kernel, args):
         """Run `kernel` on `args` in the child -> Returned or Raised; Stopped if the child is gone."""
         reply = self._ask({"call": kernel, "args": args}, "while it ran")
-        if "raised" in reply:
-            raised = reply["raised"]
-            return Raised(tuple(raised.get("types", ("Exception",))), str(raised.get("message", "")),
-                          str(raised.get("traceback", "")))
-        if "returned" in reply:
-            return Returned(decode(reply["returned"]), tuple(decode(a) for a in reply.get("args_after", ())))
-        raise self._stop(Stopped(f"your code sent the checker something it could not read "
-                                 f"({reply.get('unsendable', 'an unknown reply')})."))
+        try:
+            if "raised" in reply:
+                raised = reply["raised"]
+                return Raised(tuple(str(name) for name in raised["types"]), str(raised["message"]),
+                              str(raised["traceback"]))
+            return Returned(decode(reply["returned"]), tuple(decode(a) for a in reply["args_after"]))
+        except Exception:  # noqa: BLE001 - the reply is the learner's process's: anything may be in it
+            raise self._stop(UNREADABLE) from None
 
     def _ask(self, request, when):
         """Send `request`, wait for the reply (the time limit) and return it as a dict; Stopped if none comes."""
         payload = pickle.dumps(request)
-        try:
-            os.write(self.request_fd, child.HEADER.pack(len(payload)) + payload)
-        except OSError:
-            raise self._stop(self._ended(when)) from None
         deadline = time.monotonic() + self.limits.time_s
+        written = self._write(child.HEADER.pack(len(payload)) + payload, deadline)
+        if written is not True:
+            raise self._stop(self._ended(when) if written is None else self._timed_out())
         header = self._read(child.HEADER.size, deadline)
         if header is None:
             raise self._stop(self._ended(when))
@@ -122,12 +124,28 @@ class Session:
             raise self._stop(self._ended(when) if body is None else self._timed_out())
         try:
             reply = json.loads(body)
-            if not isinstance(reply, dict):
-                raise ValueError("not a record")
-            return reply
-        except ValueError:
-            raise self._stop(Stopped("your code wrote into the checker's channel; a kernel must "
-                                     "only return its result.")) from None
+        except (ValueError, RecursionError):
+            raise self._stop(UNREADABLE) from None
+        if not isinstance(reply, dict):
+            raise self._stop(UNREADABLE)
+        return reply
+
+    def _write(self, data, deadline):
+        """Send `data` to the child: True, None if it stopped reading for good, TimeoutError past the deadline.
+
+        The pipe is non-blocking, so that a child that stops reading cannot hold up the checker.
+        """
+        while data:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([], [self.request_fd], [], remaining)[1]:
+                return TimeoutError
+            try:
+                data = data[os.write(self.request_fd, data):]
+            except BlockingIOError:
+                continue
+            except OSError:  # the child's end is closed
+                return None
+        return True
 
     def _read(self, size, deadline):
         """`size` bytes from the child, None at end of file, TimeoutError (the class) past the deadline."""
@@ -159,19 +177,12 @@ class Session:
         self.close()
         return stopped
 
-    def printed(self):
-        """The first 2000 characters the learner's code printed."""
-        self.output.flush()
-        with open(self.output.name, "rb") as output:
-            return output.read(2000).decode("utf-8", errors="replace")
-
     def close(self):
-        """End the child and everything it started; idempotent."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        """End the child and everything it started (its process group, which outlives it); idempotent."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         self.process.wait()
         for fd in (self.request_fd, self.reply_fd):
             try:
@@ -187,8 +198,17 @@ class LoadFailed(Exception):
     """The learner's file did not load in the child; the message is the verdict."""
 
 
+def _text_or_none(value):
+    return None if value is None else str(value)
+
+
+UNREADABLE = Stopped("your code wrote into the checker's channel, or changed what it sends; a "
+                     "kernel must only return its result.")
+
+
 TIMEOUT_HINT = ("look for a loop whose end condition is never met (a while loop, or an index "
-                "that is never increased); an honest kernel takes well under a second here.")
+                "that is never increased); on these tiny cases an honest kernel takes a fraction of "
+                "a second, numba's compilation a few seconds.")
 SEGFAULT_HINT = ("a numba kernel does not check its indices: one past the end of an array reads or "
                  "writes memory that is not the array's. Compile it with @njit(boundscheck=True) "
                  "to get an IndexError naming the line.")
@@ -204,9 +224,8 @@ SIGNAL_WORDS = {signal.SIGSEGV: "crashed (segmentation fault, SIGSEGV)",
 def describe_exit(status, when, limits):
     """A Stopped for a child that ended with `status` (subprocess's returncode) `when`."""
     if status >= 0:
-        return Stopped(f"your code ended the process {when} (exit status {status}): os._exit or a "
-                       f"C library's exit() was called.",
-                       "a kernel must return its result; remove the call that ends the program.")
+        return Stopped(f"your code ended the process {when} (exit status {status}).",
+                       "a kernel must return its result: no os._exit(), no closing of the process's files.")
     number = -status
     try:
         name = signal.Signals(number)
@@ -272,92 +291,3 @@ def decode(data):
     if kind == "str":
         return str(data.get("text", ""))
     return _named_class(data.get("class", "object") if isinstance(data, dict) else "object")()
-
-
-# --- checking a file --------------------------------------------------------------------------
-
-BORROWED_HINT = ("write the kernel yourself; helpers such as output_size and zero_pad may be "
-                 "imported, the kernel you are asked to write may not.")
-
-
-def check_file(path, limits=Limits(), borrowed_scores=False):
-    """Check every exercisable kernel the file at `path` defines, each in a fresh process -> [Report].
-
-    FileNotFoundError for a missing file; LearnerFileError for a file that is not Python text,
-    does not compile, fails or exits while it loads, or defines no exercisable kernel. A kernel
-    that is fcnn's own (imported) or calls it fails, unless borrowed_scores.
-    """
-    source = read_source(path)
-    try:
-        session = Session(path, source, KERNELS, limits)
-    except (LoadFailed, Stopped) as failed:
-        raise LearnerFileError(_load_verdict(path, failed)) from None
-    found = session.found
-    mine = {kernel: where for kernel, where in found.items() if where["own"] or borrowed_scores}
-    if not mine:
-        session.close()
-        imported = [f"{kernel} is fcnn's own {where['borrowed']}" for kernel, where in found.items()]
-        own = " of its own" if imported else ""
-        note = f" ({'; '.join(imported)}, imported, not written)" if imported else ""
-        raise LearnerFileError(
-            f"{path} defines no exercisable kernel{own}{note}; define one of: {', '.join(KERNELS)} "
-            f"(python -m fcnn.exercises new NAME gives you a stub).")
-    reports = []
-    for kernel in [name for name in KERNELS if name in mine]:  # the registry's order
-        exercise = get_exercise(kernel)
-        where = mine[kernel]["borrowed"]
-        if where and not borrowed_scores:
-            reports.append(_borrowed_report(exercise, where))
-            continue
-        if session is None or session.process.poll() is not None:
-            try:
-                session = Session(path, source, [kernel], limits)
-            except (LoadFailed, Stopped) as failed:
-                reports.append(_stopped_report(exercise, _load_verdict(path, failed), getattr(failed, "hint", None)))
-                session = None
-                continue
-        reports.append(check_exercise(exercise, _caller(session, kernel)))
-        if session.process.poll() is not None:
-            session = None
-    if session is not None:
-        session.close()
-    return reports
-
-
-def _load_verdict(path, failed):
-    """The text of a LoadFailed, or of a Stopped while the file loaded."""
-    if isinstance(failed, Stopped) and failed.timed_out:
-        return f"{path} did not finish loading within {failed.seconds:g} s."
-    return str(failed) if isinstance(failed, LoadFailed) else f"{path}: {failed.message}"
-
-
-def _caller(session, kernel):
-    """call(case) for check_exercise: the kernel run in the session; CaseFailed if it stopped."""
-    names = [case.name for case, _ in ladder(kernel)]
-
-    def call(case):
-        try:
-            return session.call(kernel, case.args)
-        except Stopped as stopped:
-            number = names.index(case.name) + 1
-            if stopped.timed_out:
-                message = f"case {number} ({case.name}) did not finish within {stopped.seconds:g} s."
-            else:
-                message = f"case {number} ({case.name}): {stopped.message}"
-            raise CaseFailed(message, stopped.hint) from None
-    return call
-
-
-def _borrowed_report(exercise, where):
-    cases = ladder(exercise.name)
-    message = (f"{exercise.name} uses fcnn's own implementation ({where}) instead of computing its "
-               f"result itself; that does not score here.")
-    return Report(exercise.name, False, 0, len(cases), Failure(1, cases[0][0].name, message, BORROWED_HINT),
-                  tuple(case.name for case, _ in cases))
-
-
-def _stopped_report(exercise, message, hint):
-    """The report on a kernel whose file would not load again for it."""
-    cases = ladder(exercise.name)
-    return Report(exercise.name, False, 0, len(cases), Failure(1, cases[0][0].name, message, hint),
-                  tuple(case.name for case, _ in cases))

@@ -11,6 +11,7 @@ import types
 import numba
 
 from fcnn.kernels import loop
+from fcnn.kernels.numba_cache import compile_variant
 
 
 def _rebound(function, namespace):
@@ -19,16 +20,12 @@ def _rebound(function, namespace):
 
 
 def _compile(function, namespace, **options):
-    """njit `function` so that its global names resolve in `namespace` instead of loop.py.
+    """njit `function`, cached, so that its global names resolve in `namespace` instead of loop.py.
 
-    numba's disk cache names an entry after the function, not after its options: the
-    options and their values go into the name (conv2d_forward_fastmath-contract_parallel),
-    so that a cache written with other options is never loaded in their place.
+    Named for its options (conv2d_forward_fastmath-contract_parallel, see numba_cache.py), so
+    that a cache written with other options is never loaded in their place.
     """
-    rebound = _rebound(function, namespace)
-    names = [key if value is True else "-".join([key, *sorted(value)]) for key, value in sorted(options.items())]
-    rebound.__qualname__ = "_".join([function.__qualname__, *names])
-    return numba.njit(cache=True, **options)(rebound)
+    return compile_variant(_rebound(function, namespace), function.__qualname__, **options)
 
 
 def _fast_path(kernel, **options):

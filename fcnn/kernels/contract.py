@@ -1,12 +1,19 @@
-"""The kernel contract, checked: argument validation shared by every backend.
+"""The kernel contract: one row per kernel (its argument check and its docstring), and the checks.
 
-Each check raises ValueError naming the kernel, the argument, what was expected and what
-was found, so bad input never reaches a loop that would fail three calls deep (or worse,
-return a silently wrong result).
+Each check takes the kernel's arguments as a caller gives them (defaults included), raises
+ValueError naming the kernel, the argument, what was expected and what was found, so bad input
+never reaches a loop that would fail three calls deep (or worse, return a silently wrong
+result), and returns the arguments every implementation takes: C-contiguous arrays (compiled
+kernels specialise on layout: one layout, one compilation), plain ints, a pool's stride resolved.
+Adding a kernel: one row in KERNELS, and its function, under the row's name, in each backend.
 """
+
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
+from fcnn.kernels import loop
 from fcnn.kernels.loop import output_size
 
 FLOAT_DTYPES = (np.float32, np.float64)
@@ -63,67 +70,209 @@ def conv2d_output_shape(kernel, x, w, stride, pad):
     return (N, F, output_size(H, KH, stride, pad), output_size(W, KW, stride, pad))
 
 
-def check_conv2d_forward(x, w, b, stride, pad):
-    conv2d_output_shape("conv2d_forward", x, w, stride, pad)
-    check_array("conv2d_forward", "b", b, 1, x.dtype)
+def _contiguous(*arrays):
+    return tuple(np.ascontiguousarray(a) for a in arrays)
+
+
+def check_bias(kernel, b, w, dtype):
+    check_array(kernel, "b", b, 1, dtype)
     if b.shape != (w.shape[0],):
-        raise ValueError(f"conv2d_forward: b must have shape ({w.shape[0]},); got {b.shape}")
+        raise ValueError(f"{kernel}: b must have shape ({w.shape[0]},); got {b.shape}")
 
 
-def check_conv2d_backward(dout, x, w, stride, pad, kernel="conv2d_backward"):
-    out_shape = conv2d_output_shape(kernel, x, w, stride, pad)
-    check_dout(kernel, dout, out_shape, x.dtype)
+def pooled_shape(kernel, shape, size, stride, stride_name="stride", where="x's {}x{} images"):
+    """Check size and stride of a size x size window over images of `shape`; return (N, C, H', W').
 
-
-def maxpool2d_output_shape(kernel, x, size, stride):
-    """Check x (N, C, H, W), size, stride; return (N, C, H', W')."""
-    check_array(kernel, "x", x, 4)
+    The window's one check for every kernel that pools; `where` names the images in the message.
+    """
     check_int(kernel, "size", size, 1)
     if stride is not None:
-        check_int(kernel, "stride", stride, 1)
-    N, C, H, W = x.shape
+        check_int(kernel, stride_name, stride, 1)
+    N, C, H, W = shape
     if size > H or size > W:
-        raise ValueError(f"{kernel}: size {size} (a {size}x{size} window) must fit in x's {H}x{W} images")
+        raise ValueError(f"{kernel}: size {size} (a {size}x{size} window) must fit in {where.format(H, W)}")
     stride = size if stride is None else stride
     return (N, C, output_size(H, size, stride, 0), output_size(W, size, stride, 0))
 
 
-def check_maxpool2d_forward(x, size, stride):
-    maxpool2d_output_shape("maxpool2d_forward", x, size, stride)
+def check_conv2d_forward(x, w, b, stride=1, pad=0):
+    conv2d_output_shape("conv2d_forward", x, w, stride, pad)
+    check_bias("conv2d_forward", b, w, x.dtype)
+    return (*_contiguous(x, w, b), int(stride), int(pad))
 
 
-def check_maxpool2d_backward(dout, x, size, stride):
-    out_shape = maxpool2d_output_shape("maxpool2d_backward", x, size, stride)
-    check_dout("maxpool2d_backward", dout, out_shape, x.dtype)
+def _check_dout_of_conv2d(kernel, dout, x, w, stride, pad):
+    check_dout(kernel, dout, conv2d_output_shape(kernel, x, w, stride, pad), x.dtype)
+    return (*_contiguous(dout, x, w), int(stride), int(pad))
 
 
-def check_conv2d_relu_maxpool2d_forward(x, w, b, stride, pad, size, pool_stride):
-    """Check a fused conv2d -> ReLU -> maxpool2d; return (conv output shape, pooled shape)."""
+def check_conv2d_backward(dout, x, w, stride=1, pad=0):
+    return _check_dout_of_conv2d("conv2d_backward", dout, x, w, stride, pad)
+
+
+def check_conv2d_backward_weights(dout, x, w, stride=1, pad=0):
+    return _check_dout_of_conv2d("conv2d_backward_weights", dout, x, w, stride, pad)
+
+
+def check_maxpool2d_forward(x, size=2, stride=None):
+    check_array("maxpool2d_forward", "x", x, 4)
+    pooled_shape("maxpool2d_forward", x.shape, size, stride)
+    return (*_contiguous(x), int(size), int(size if stride is None else stride))
+
+
+def check_maxpool2d_backward(dout, x, size=2, stride=None):
+    check_array("maxpool2d_backward", "x", x, 4)
+    check_dout("maxpool2d_backward", dout, pooled_shape("maxpool2d_backward", x.shape, size, stride), x.dtype)
+    return (*_contiguous(dout, x), int(size), int(size if stride is None else stride))
+
+
+def check_conv2d_relu_maxpool2d_forward(x, w, b, stride=1, pad=0, size=2, pool_stride=None):
     kernel = "conv2d_relu_maxpool2d_forward"
     z_shape = conv2d_output_shape(kernel, x, w, stride, pad)
-    check_array(kernel, "b", b, 1, x.dtype)
-    if b.shape != (w.shape[0],):
-        raise ValueError(f"{kernel}: b must have shape ({w.shape[0]},); got {b.shape}")
-    return z_shape, _pooled_shape(kernel, z_shape, size, pool_stride)
+    check_bias(kernel, b, w, x.dtype)
+    pooled_shape(kernel, z_shape, size, pool_stride, "pool_stride", "the convolution's {}x{} output")
+    return (*_contiguous(x, w, b), int(stride), int(pad), int(size), int(size if pool_stride is None else pool_stride))
 
 
-def check_conv2d_relu_maxpool2d_backward(dout, x, z, w, stride, pad, size, pool_stride):
-    """Check the backward of the fused layer: z is its convolution's output, dout its pooled gradient."""
+def check_conv2d_relu_maxpool2d_backward(dout, x, z, w, stride=1, pad=0, size=2, pool_stride=None,
+                                         input_gradient=True):
     kernel = "conv2d_relu_maxpool2d_backward"
     z_shape = conv2d_output_shape(kernel, x, w, stride, pad)
     check_array(kernel, "z", z, 4, x.dtype)
     if z.shape != z_shape:
         raise ValueError(f"{kernel}: z must have the convolution's output shape {z_shape}; got {z.shape}")
-    check_dout(kernel, dout, _pooled_shape(kernel, z_shape, size, pool_stride), x.dtype)
+    pooled = pooled_shape(kernel, z_shape, size, pool_stride, "pool_stride", "the convolution's {}x{} output")
+    check_dout(kernel, dout, pooled, x.dtype)
+    return (*_contiguous(dout, x, z, w), int(stride), int(pad), int(size),
+            int(size if pool_stride is None else pool_stride), bool(input_gradient))
 
 
-def _pooled_shape(kernel, shape, size, stride):
-    """The shape (N, C, H', W') of a maxpool2d over images of `shape`, once size and stride are checked."""
-    check_int(kernel, "size", size, 1)
-    if stride is not None:
-        check_int(kernel, "pool_stride", stride, 1)
-    N, C, H, W = shape
-    if size > H or size > W:
-        raise ValueError(f"{kernel}: size {size} (a {size}x{size} window) must fit in the convolution's {H}x{W} output")
-    stride = size if stride is None else stride
-    return (N, C, output_size(H, size, stride, 0), output_size(W, size, stride, 0))
+CONV2D_RELU_MAXPOOL2D_FORWARD = """conv2d -> ReLU -> maxpool2d as one layer, forward.
+
+    out = maxpool2d_forward(relu(z), size, pool_stride), z = conv2d_forward(x, w, b, stride, pad)
+
+    x (N, C, H, W), w (F, C, KH, KW), b (F,) -> (out (N, F, H'', W''), z (N, F, H', W')), z kept for
+    backward; pool_stride None means the window size.
+    """
+
+CONV2D_RELU_MAXPOOL2D_BACKWARD = """The backward of conv2d_relu_maxpool2d_forward, from its input x and its z.
+
+    dz = relu'(z) * maxpool2d_backward(dout, relu(z), size, pool_stride), then conv2d_backward(dz, x, w, ...)
+
+    dout (N, F, H'', W''), x (N, C, H, W), z (N, F, H', W'), w (F, C, KH, KW) ->
+    (dx (N, C, H, W), or None when input_gradient is False, dw (F, C, KH, KW), db (F,))
+    """
+
+
+def check_number(kernel, name, value, low, high=None, low_inclusive=True):
+    """`value` must be a finite real number in [low, high) ((low, high) when not low_inclusive); bool is refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{kernel}: {name} must be a number; got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{kernel}: {name} must be finite; got {value}")
+    too_low = value < low if low_inclusive else value <= low
+    if too_low or (high is not None and value >= high):
+        interval = f"{'[' if low_inclusive else '('}{low}, {high})" if high is not None else None
+        expected = f"in {interval}" if interval else f"{'>=' if low_inclusive else '>'} {low}"
+        raise ValueError(f"{kernel}: {name} must be {expected}; got {value}")
+
+
+def _check_batch(kernel, x):
+    """x must be (N, C) or (N, C, H, W) with more than one value per channel: a batch to take statistics of."""
+    if isinstance(x, np.ndarray) and x.ndim not in (2, 4):
+        raise ValueError(f"{kernel}: x must be (N, C) or (N, C, H, W); got shape {x.shape}")
+    check_array(kernel, "x", x, getattr(x, "ndim", 2))
+    if x.size // max(x.shape[1], 1) < 2:
+        raise ValueError(f"{kernel}: x must have more than one value per channel (N*H*W > 1) for batch "
+                         f"statistics; got shape {x.shape}")
+
+
+def check_batchnorm_statistics(x):
+    _check_batch("batchnorm_statistics", x)
+    return _contiguous(x)
+
+
+def _check_batchnorm(kernel, x, gamma, eps):
+    """Check x (a batch, see _check_batch), gamma (C,) and eps > 0."""
+    _check_batch(kernel, x)
+    check_array(kernel, "gamma", gamma, 1, x.dtype)
+    if gamma.shape != (x.shape[1],):
+        raise ValueError(f"{kernel}: gamma must have shape ({x.shape[1]},), one per channel of x; got {gamma.shape}")
+    check_number(kernel, "eps", eps, 0, low_inclusive=False)
+
+
+def check_batchnorm_forward(x, gamma, beta, eps=1e-5):
+    _check_batchnorm("batchnorm_forward", x, gamma, eps)
+    check_array("batchnorm_forward", "beta", beta, 1, x.dtype)
+    if beta.shape != gamma.shape:
+        raise ValueError(f"batchnorm_forward: beta must have shape {gamma.shape}, as gamma; got {beta.shape}")
+    return (*_contiguous(x, gamma, beta), float(eps))
+
+
+def check_batchnorm_backward(dout, x, gamma, eps=1e-5):
+    _check_batchnorm("batchnorm_backward", x, gamma, eps)
+    check_array("batchnorm_backward", "dout", dout, x.ndim, x.dtype)
+    if dout.shape != x.shape:
+        raise ValueError(f"batchnorm_backward: dout must have the shape of x {x.shape}; got {dout.shape}")
+    return (*_contiguous(dout, x, gamma), float(eps))
+
+
+def check_dropout_forward(x, rate, rng):
+    check_array("dropout_forward", "x", x, getattr(x, "ndim", 1))
+    check_number("dropout_forward", "rate", rate, 0, 1)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"dropout_forward: rng must be a numpy.random.Generator (np.random.default_rng(seed)); "
+                         f"got {type(rng).__name__}")
+    return (*_contiguous(x), float(rate), rng)
+
+
+def check_dropout_backward(dout, mask):
+    check_array("dropout_backward", "dout", dout, getattr(dout, "ndim", 1))
+    check_array("dropout_backward", "mask", mask, dout.ndim, dout.dtype)
+    if mask.shape != dout.shape:
+        raise ValueError(f"dropout_backward: mask must have the shape of dout {dout.shape}; got {mask.shape}")
+    return _contiguous(dout, mask)
+
+
+def check_avgpool2d_forward(x, size=2, stride=None):
+    check_array("avgpool2d_forward", "x", x, 4)
+    pooled_shape("avgpool2d_forward", x.shape, size, stride)
+    return (*_contiguous(x), int(size), int(size if stride is None else stride))
+
+
+def check_avgpool2d_backward(dout, x, size=2, stride=None):
+    check_array("avgpool2d_backward", "x", x, 4)
+    check_dout("avgpool2d_backward", dout, pooled_shape("avgpool2d_backward", x.shape, size, stride), x.dtype)
+    return (*_contiguous(dout, x), int(size), int(size if stride is None else stride))
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One kernel of the contract: check(*args, **kwargs) -> the implementation's arguments; doc its docstring.
+
+    An optional kernel may be missing from a backend (it is then None there): the fused layer,
+    which a caller composes from the other kernels where a backend does not fuse.
+    """
+
+    check: Callable
+    doc: str
+    optional: bool = False
+
+
+# The contract: every backend offers these functions under these names (loop.py has the math).
+KERNELS = {
+    "conv2d_forward": Kernel(check_conv2d_forward, loop.conv2d_forward.__doc__),
+    "conv2d_backward": Kernel(check_conv2d_backward, loop.conv2d_backward.__doc__),
+    "conv2d_backward_weights": Kernel(check_conv2d_backward_weights, loop.conv2d_backward_weights.__doc__),
+    "maxpool2d_forward": Kernel(check_maxpool2d_forward, loop.maxpool2d_forward.__doc__),
+    "maxpool2d_backward": Kernel(check_maxpool2d_backward, loop.maxpool2d_backward.__doc__),
+    "conv2d_relu_maxpool2d_forward": Kernel(check_conv2d_relu_maxpool2d_forward, CONV2D_RELU_MAXPOOL2D_FORWARD, True),
+    "conv2d_relu_maxpool2d_backward": Kernel(check_conv2d_relu_maxpool2d_backward, CONV2D_RELU_MAXPOOL2D_BACKWARD, True),
+    "batchnorm_statistics": Kernel(check_batchnorm_statistics, loop.batchnorm_statistics.__doc__),
+    "batchnorm_forward": Kernel(check_batchnorm_forward, loop.batchnorm_forward.__doc__),
+    "batchnorm_backward": Kernel(check_batchnorm_backward, loop.batchnorm_backward.__doc__),
+    "dropout_forward": Kernel(check_dropout_forward, loop.dropout_forward.__doc__),
+    "dropout_backward": Kernel(check_dropout_backward, loop.dropout_backward.__doc__),
+    "avgpool2d_forward": Kernel(check_avgpool2d_forward, loop.avgpool2d_forward.__doc__),
+    "avgpool2d_backward": Kernel(check_avgpool2d_backward, loop.avgpool2d_backward.__doc__),
+}

@@ -314,8 +314,9 @@ def batchnorm_backward(dout, x, gamma, eps=1e-5):
 
 
 def dropout_forward(x, rate, rng):
-    """Inverted dropout, training mode: each value is kept with probability 1 - rate, and scaled by
-    1 / (1 - rate) so that its expected value stays x (evaluation then uses x as it is).
+    """Inverted dropout, training mode: each value kept with probability 1 - rate, scaled by 1 / (1 - rate).
+
+    Scaled so that each output's expected value is x: evaluation then uses x as it is.
 
     mask[k] = (u[k] >= rate) / (1 - rate), u = rng.random(x.shape), uniform in [0, 1);  out[k] = x[k] * mask[k]
 
@@ -402,7 +403,8 @@ def avgpool2d_backward(dout, x, size=2, stride=None):
         for c in range(C):
             for i in range(H_out):
                 for j in range(W_out):
+                    share = dout[n, c, i, j] / (size * size)
                     for di in range(size):
                         for dj in range(size):
-                            dx[n, c, i * stride + di, j * stride + dj] += dout[n, c, i, j] / (size * size)
+                            dx[n, c, i * stride + di, j * stride + dj] += share
     return dx

@@ -1,12 +1,16 @@
-"""The ladder: conv2d forward from loop.py's readable loops to the tuned kernel, one step at a time.
+"""The ladders: conv2d from loop.py's readable loops to the tuned kernels, one step at a time.
 
-    from fcnn.ladder import RUNGS
-    for name, conv2d_forward in RUNGS:      # the kernel contract: (x, w, b, stride=1, pad=0) -> out
-        out = conv2d_forward(x, w, b, 1, 0)
+    from fcnn.ladder import RUNGS, WEIGHT_RUNGS, INPUT_RUNGS
+    for rung in RUNGS:      # conv2d forward, the kernel contract: (x, w, b, stride=1, pad=0) -> out
+        out = rung.function(x, w, b, 1, 0)
 
-docs/ladder.md tells why each step helps (or not) on a 2-core AVX2 machine, with figures.
+WEIGHT_RUNGS: conv2d_backward_weights (dout, x, w, stride, pad) -> (dw, db); INPUT_RUNGS:
+conv2d_backward -> (dx, dw, db). Each rung names the rung it transforms (rung.builds_on);
+docs/ladder.md tells why each step helps (or not), with figures.
 """
 
+from fcnn.ladder.conv2d_backward import INPUT_RUNGS, WEIGHT_RUNGS
 from fcnn.ladder.conv2d_forward import RUNGS
+from fcnn.ladder.rung import Rung, side_branches
 
-__all__ = ["RUNGS"]
+__all__ = ["RUNGS", "WEIGHT_RUNGS", "INPUT_RUNGS", "Rung", "side_branches"]

@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from fcnn.kernels import compiled_loop
+from fcnn.kernels.numba_cache import cached
 
 TAPS_PER_BLOCK = 5  # the 5 tap offsets spelled out in the kernels below: 5x5 and 3x3 kernels fit it well
 
@@ -30,7 +31,7 @@ def _blocks_of_taps(planes, plane_stride, row_pitch, KH, KW, sign):
     return np.concatenate([offsets, np.full(-len(offsets) % TAPS_PER_BLOCK, offsets[0])]).astype(np.int64)
 
 
-@numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
+@cached(parallel=True, fastmath=True, error_model="numpy")
 def _wide_rows(dout, row_pitch, lead, plane):
     """dout (N, F, H', W') -> (wide (N, F, plane), sums (N, F)): dout on wide rows, and each map's sum.
 
@@ -54,7 +55,7 @@ def _wide_rows(dout, row_pitch, lead, plane):
     return wide, sums
 
 
-@numba.njit(parallel=True, error_model="numpy", cache=True)
+@cached(parallel=True, error_model="numpy")
 def _padded_flat(x, pad):
     """x (N, C, H, W) -> (N, C * (H + 2*pad) * (W + 2*pad)): zero-padded planes, one flat row per image."""
     N, C, H, W = x.shape
@@ -75,7 +76,7 @@ def _padded_flat(x, pad):
 # rounding, as in compiled_loop.py's weight gradient); error_model="numpy" drops the division-by-zero
 # checks from the index arithmetic. Every array is sliced into views indexed from 0, so no
 # index can be negative and the loops need no wrap-around test (a branch that blocks SIMD).
-@numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
+@cached(parallel=True, fastmath=True, error_model="numpy")
 def _weight_gradient_blocked(dout_wide, lead, length, x_flat, tap_offsets, dw_flat):
     """dw_flat[f, t] = sum_{n, p < length} dout_wide[n, f, lead + p] * x_flat[n, tap_offsets[t] + p], into dw_flat.
 
@@ -130,7 +131,7 @@ def _store_pair(dw_flat, f0, f1, t, taps, a, b):
         dw_flat[f1, t] = b
 
 
-@numba.njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
+@cached(parallel=True, fastmath={"contract"}, error_model="numpy")
 def _input_gradient_blocked(dout_ext, tap_offsets, weights, dxpad_flat):
     """dxpad_flat[n, c, q] = sum_t weights[c, t] * dout_ext[n, tap_offsets[t] + q], into dxpad_flat.
 

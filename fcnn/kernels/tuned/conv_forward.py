@@ -14,17 +14,7 @@ import numba
 import numpy as np
 
 from fcnn.kernels import compiled_loop
-
-
-def compile_variant(kernel, name, **options):
-    """numba.njit(cache=True, **options) of `kernel` under the qualified name `name`.
-
-    numba's disk cache files an entry under the function's qualified name and line, and keys it
-    on the signature and the values a closure captured, but not on `options`: a name of its own
-    per variant keeps one variant's cache from ever being loaded for another.
-    """
-    kernel.__qualname__ = name
-    return numba.njit(cache=True, **options)(kernel)
+from fcnn.kernels.numba_cache import compile_variant
 
 
 def conv2d_forward(x, w, b, stride=1, pad=0):
@@ -48,7 +38,9 @@ def stride1_kernel(C, H, W, F, KH, KW, pad):
     """The compiled stride-1 kernel for one layer shape: (x, w, b) -> out, any batch size N.
 
     The sizes are captured by the closure, so numba compiles them in as constants: LLVM knows
-    every trip count, unrolls the KH x KW taps and needs no remainder checks for them.
+    every trip count, unrolls the KH x KW taps and needs no remainder checks for them. The
+    compiled kernel is named for them too (tuned_conv2d_forward_stride1_..._C1_..._pad0), so
+    the disk cache keeps one entry per shape, and no two shapes share their code's symbols.
     """
     Hp, Wp = H + 2 * pad, W + 2 * pad
     H_out, W_out = Hp - KH + 1, Wp - KW + 1

@@ -11,6 +11,8 @@ tuned kernels in sequence.
 import numba
 import numpy as np
 
+from fcnn.kernels.numba_backend import maxpool2d_backward
+from fcnn.kernels.numba_cache import cached
 from fcnn.kernels.tuned.conv_backward import (
     conv2d_backward,
     conv2d_backward_weights,
@@ -19,7 +21,6 @@ from fcnn.kernels.tuned.conv_backward import (
     wide_layout,
 )
 from fcnn.kernels.tuned.conv_forward import conv2d_forward
-from fcnn.kernels.tuned.maxpool2d import maxpool2d_backward
 
 
 @numba.njit(inline="always")
@@ -46,17 +47,17 @@ def _relu_maxpool2d(z, size, stride):
 
 # Compiled twice: with size and stride constants for the presets' 2x2 pools (so the window
 # loops unroll and the row vectorises, as compiled_loop.py's fast paths), and for any other window.
-@numba.njit(parallel=True, error_model="numpy", cache=True)
+@cached(parallel=True, error_model="numpy")
 def _relu_maxpool2d_2x2(z):
     return _relu_maxpool2d(z, 2, 2)
 
 
-@numba.njit(parallel=True, error_model="numpy", cache=True)
+@cached(parallel=True, error_model="numpy")
 def _relu_maxpool2d_any(z, size, stride):
     return _relu_maxpool2d(z, size, stride)
 
 
-@numba.njit(parallel=True, error_model="numpy", cache=True)
+@cached(parallel=True, error_model="numpy")
 def _unpool2x2_relu_wide_rows(dout, z, row_pitch, lead, plane):
     """dz = relu'(z) * maxpool2d_backward(dout, relu(z), 2, 2), on wide rows, and its per-image sums.
 

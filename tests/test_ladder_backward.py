@@ -1,0 +1,115 @@
+"""The backward ladders' rungs give loop.py's numbers, on any shape.
+
+Every rung of WEIGHT_RUNGS is held to loop.conv2d_backward_weights, and every rung of INPUT_RUNGS
+to loop.conv2d_backward, in float64 and float32, on odd shapes: batch 1, several channels, an odd
+number of filters and channels, non-square kernels and inputs, padding, strides other than 1.
+"""
+
+import functools
+
+import numpy as np
+import pytest
+
+from fcnn.kernels import loop
+from fcnn.kernels.tuned import conv_backward as tuned
+from fcnn.ladder import INPUT_RUNGS, WEIGHT_RUNGS, side_branches
+
+# (N, C, H, W, F, KH, KW, stride, pad)
+CASES = [
+    (1, 1, 5, 5, 1, 3, 3, 1, 0),      # batch 1, one of everything
+    (2, 3, 7, 6, 5, 2, 3, 1, 2),      # non-square kernel and input, padding, odd F and C (the blocks' tails)
+    (3, 2, 6, 9, 2, 1, 4, 1, 0),      # a one-row kernel, 3 images on 2 threads
+    (2, 6, 14, 14, 16, 5, 5, 1, 0),   # LeNet-5's second conv, 2 images
+    (2, 2, 8, 8, 3, 5, 5, 2, 1),      # stride 2: the stride-1 rungs hand it to the general loop
+    (1, 3, 9, 7, 2, 3, 2, 3, 2),      # stride 3, padding
+]
+
+
+def conv_arrays(case, dtype, seed=0):
+    """dout, x, w of `case` in `dtype`, and its stride and pad."""
+    N, C, H, W, F, KH, KW, stride, pad = case
+    rng = np.random.default_rng(seed)
+    H_out, W_out = loop.output_size(H, KH, stride, pad), loop.output_size(W, KW, stride, pad)
+    dout = rng.standard_normal((N, F, H_out, W_out)).astype(dtype)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((F, C, KH, KW)).astype(dtype)
+    return dout, x, w, stride, pad
+
+
+@functools.cache
+def reference(case, dtype):
+    """loop.conv2d_backward in float64 of the case's arrays, and the rounding bound of each of dx, dw, db.
+
+    Bound: K * eps(dtype) * (sum of |terms|), K the number of terms of that sum (dw, db:
+    N*H'*W'; dx: F*KH*KW), the classic bound for a sum in any order. A missing or wrong term is
+    off by about that term, far more than this.
+    """
+    dout, x, w, stride, pad = conv_arrays(case, dtype)
+    wide = [a.astype(np.float64) for a in (dout, x, w)]
+    expected = loop.conv2d_backward(*wide, stride, pad)
+    magnitudes = loop.conv2d_backward(*(np.abs(a) for a in wide), stride, pad)
+    N, F, H_out, W_out = dout.shape
+    _, _, KH, KW = w.shape
+    eps = np.finfo(dtype).eps
+    terms = (F * KH * KW, N * H_out * W_out, N * H_out * W_out)
+    return expected, [count * eps * magnitude for count, magnitude in zip(terms, magnitudes)]
+
+
+def assert_within(name, got, expected, bound, dtype):
+    assert got.dtype == dtype and got.shape == expected.shape, f"{name}: {got.dtype} {got.shape}"
+    difference = np.abs(got - expected)
+    assert np.all(difference <= bound), f"{name}: largest difference from loop {difference.max()}"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("rung", WEIGHT_RUNGS, ids=[rung.name for rung in WEIGHT_RUNGS])
+def test_weight_rung_matches_loop(rung, case, dtype):
+    dout, x, w, stride, pad = conv_arrays(case, dtype)
+    inputs = [a.copy() for a in (dout, x, w)]
+    (_, dw, db), (_, dw_bound, db_bound) = reference(case, dtype)
+    got_dw, got_db = rung.function(dout, x, w, stride, pad)
+    assert_within("dw", got_dw, dw, dw_bound, dtype)
+    assert_within("db", got_db, db, db_bound, dtype)
+    for before, after in zip(inputs, (dout, x, w)):
+        assert np.array_equal(before, after), "an input was changed"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("rung", INPUT_RUNGS, ids=[rung.name for rung in INPUT_RUNGS])
+def test_input_rung_matches_loop(rung, case, dtype):
+    dout, x, w, stride, pad = conv_arrays(case, dtype)
+    inputs = [a.copy() for a in (dout, x, w)]
+    expected, bounds = reference(case, dtype)
+    for name, got, want, bound in zip(("dx", "dw", "db"), rung.function(dout, x, w, stride, pad), expected, bounds):
+        assert_within(name, got, want, bound, dtype)
+    for before, after in zip(inputs, (dout, x, w)):
+        assert np.array_equal(before, after), "an input was changed"
+
+
+def test_rounding_bounds_catch_a_missing_term():
+    # The tolerances above must be able to fail: leave out one image's dout (dw) or one filter (dx).
+    case = CASES[3]
+    dout, x, w, stride, pad = conv_arrays(case, np.float32)
+    (dx, dw, _), (dx_bound, dw_bound, _) = reference(case, np.float32)
+    one_image_less = dout.copy()
+    one_image_less[1] = 0
+    got_dw, _ = tuned.conv2d_backward_weights(one_image_less, x, w, stride, pad)
+    assert np.any(np.abs(got_dw - dw) > dw_bound)
+    one_filter_less = w.copy()
+    one_filter_less[0] = 0
+    got_dx, _, _ = tuned.conv2d_backward(dout, x, one_filter_less, stride, pad)
+    assert np.any(np.abs(got_dx - dx) > dx_bound)
+
+
+def test_the_tops_are_the_tuned_kernels_and_each_rung_builds_on_an_earlier_one():
+    assert WEIGHT_RUNGS[-1].function is tuned.conv2d_backward_weights
+    assert INPUT_RUNGS[-1].function is tuned.conv2d_backward
+    for rungs in (WEIGHT_RUNGS, INPUT_RUNGS):
+        names = [rung.name for rung in rungs]
+        assert len(set(names)) == len(names) and rungs[0].builds_on is None
+        for position, rung in enumerate(rungs[1:], start=1):
+            assert rung.builds_on in names[:position], rung
+    assert side_branches(WEIGHT_RUNGS) == ["sizes constant"]
+    assert side_branches(INPUT_RUNGS) == []
