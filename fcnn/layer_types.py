@@ -348,7 +348,9 @@ class BatchNorm(LayerType):
         if not mode.training:
             mean, var = state["running_mean"], state["running_var"]
             return layers.batchnorm_eval_forward(x, gamma, beta, mean, var, eps), (x, mean, var), state
-        mean, unbiased_var = layers.batch_statistics(x)
+        mean, var = kernels.batchnorm_statistics(x)
+        M = x.size // x.shape[1]  # values per channel; the running variance tracks the unbiased var * M / (M - 1)
+        unbiased_var = var * (M / (M - 1))
         momentum = spec["momentum"]
         new_state = {
             "running_mean": ((1 - momentum) * state["running_mean"] + momentum * mean).astype(x.dtype),

@@ -70,20 +70,6 @@ def _per_channel(array, ndim):
     return array.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def batch_statistics(x):
-    """The batch's mean and unbiased variance per channel (axis 1), over every other axis.
-
-    mean[c] = 1/M sum x[n, c, ...],  var[c] = 1/(M - 1) sum (x[n, c, ...] - mean[c])**2, M values per channel.
-    The unbiased variance is what a running variance tracks (PyTorch's convention).
-    x (N, C) or (N, C, H, W) with M > 1 -> mean (C,), var (C,)
-    """
-    axes = (0, *range(2, x.ndim))
-    M = x.size // x.shape[1]
-    if M < 2:
-        raise ValueError(f"batch norm in training mode needs more than one value per channel; got x of shape {x.shape}")
-    return x.mean(axis=axes), x.var(axis=axes, ddof=1)
-
-
 def batchnorm_eval_forward(x, gamma, beta, mean, var, eps):
     """Batch norm in evaluation: out = gamma * (x - mean) / sqrt(var + eps) + beta, per channel (axis 1),
     with given (running) statistics.

@@ -201,7 +201,7 @@ def test_dropout_draws_its_mask_from_the_generator_passed_in(backend):
          r"training must be True or False; got 'yes'"),
         (lambda p, x: fcnn.forward(p, x[:1], ARCH, "numpy", state=fcnn.init_state(ARCH, input_shape=INPUT), training=True,
                                    rng=np.random.default_rng(0))[0],
-         r"batch norm in training mode needs more than one value per channel; got x of shape \(1, 6\)"),
+         r"batchnorm_statistics: x must have more than one value per channel \(N\*H\*W > 1\) for batch statistics; got shape \(1, 6\)"),
     ],
 )
 def test_state_and_randomness_that_do_not_fit_are_refused_clearly(call, message):
