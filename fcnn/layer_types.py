@@ -7,6 +7,7 @@ layers as one (tuned: conv -> ReLU -> max-pool), so that fusion is a unit like a
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -14,6 +15,13 @@ from fcnn import layers
 
 # The value of a key that has no default.
 REQUIRED = object()
+
+
+class Mode(NamedTuple):
+    """How a forward pass runs: training (batch statistics, dropout drawn from rng) or evaluation."""
+
+    training: bool = False
+    rng: np.random.Generator | None = None
 
 
 class LayerType:
@@ -28,9 +36,14 @@ class LayerType:
         any names: batch norm's would be gamma and beta) for one input sample of `shape`;
         None for a layer without parameters.
     init(shapes, rng, dtype) -> {name: array} of those shapes, drawn from the Generator rng.
-    forward(kernels, spec, params, x) -> (out, cache), for a batch x; params is this layer's
-        arrays (None without parameters), kernels the backend's (fcnn.kernels.get_backend);
-        cache is what backward needs (most layers: x).
+    state_shapes(spec, shape) -> {name: shape} of the layer's state, arrays that forward reads
+        and, in training mode, replaces (batch norm's running statistics); None without state.
+    init_state(shapes, dtype) -> {name: array}, the state before any training.
+    forward(kernels, spec, params, x, mode) -> (out, cache), for a batch x; params is this
+        layer's arrays (None without parameters), kernels the backend's (fcnn.kernels.get_backend),
+        mode a Mode (training or evaluation, and the Generator of a training step); cache is
+        what backward needs (most layers: x). A layer with state is also handed its state and
+        returns its new one: forward(kernels, spec, params, x, mode, state) -> (out, cache, state).
     backward(kernels, spec, params, cache, dout, need_dx) -> (dx, grads): dout is
         d(loss)/d(out); grads are shaped like params ({} without parameters); dx may be None
         when need_dx is False (the layer's input is the data).
@@ -38,6 +51,7 @@ class LayerType:
 
     keys = {}
     param_shapes = None
+    state_shapes = None
 
     @staticmethod
     def resolve(spec):
@@ -93,7 +107,7 @@ class Conv(LayerType):
         return {"w": he_normal(rng, shapes["w"], math.prod(shapes["w"][1:]), dtype), "b": np.zeros(shapes["b"], dtype)}
 
     @staticmethod
-    def forward(kernels, spec, params, x):
+    def forward(kernels, spec, params, x, mode):
         return kernels.conv2d_forward(x, params["w"], params["b"], spec["stride"], spec["pad"]), x
 
     @staticmethod
@@ -113,7 +127,7 @@ class ReLU(LayerType):
         return shape
 
     @staticmethod
-    def forward(kernels, spec, params, x):
+    def forward(kernels, spec, params, x, mode):
         return layers.relu_forward(x), x
 
     @staticmethod
@@ -145,7 +159,7 @@ class MaxPool(LayerType):
         return (C, (H - size) // stride + 1, (W - size) // stride + 1)
 
     @staticmethod
-    def forward(kernels, spec, params, x):
+    def forward(kernels, spec, params, x, mode):
         return kernels.maxpool2d_forward(x, spec["size"], spec["stride"]), x
 
     @staticmethod
@@ -161,7 +175,7 @@ class Flatten(LayerType):
         return (math.prod(shape),)
 
     @staticmethod
-    def forward(kernels, spec, params, x):
+    def forward(kernels, spec, params, x, mode):
         return x.reshape(len(x), math.prod(x.shape[1:])), x.shape
 
     @staticmethod
@@ -195,7 +209,7 @@ class Dense(LayerType):
         return {"w": he_normal(rng, shapes["w"], shapes["w"][0], dtype), "b": np.zeros(shapes["b"], dtype)}
 
     @staticmethod
-    def forward(kernels, spec, params, x):
+    def forward(kernels, spec, params, x, mode):
         return layers.dense_forward(x, params["w"], params["b"]), x
 
     @staticmethod
@@ -204,7 +218,160 @@ class Dense(LayerType):
         return dx, {"w": dw, "b": db}
 
 
-LAYER_TYPES = {"conv": Conv, "relu": ReLU, "maxpool": MaxPool, "flatten": Flatten, "dense": Dense}
+class Tanh(LayerType):
+    """out = tanh(x), elementwise, any shape (the classic LeNet's activation)."""
+
+    @staticmethod
+    def output_shape(spec, shape):
+        return shape
+
+    @staticmethod
+    def forward(kernels, spec, params, x, mode):
+        out = layers.tanh_forward(x)
+        return out, out
+
+    @staticmethod
+    def backward(kernels, spec, params, out, dout, need_dx):
+        return layers.tanh_backward(dout, out), {}
+
+
+class Sigmoid(LayerType):
+    """out = 1 / (1 + exp(-x)), elementwise, any shape."""
+
+    @staticmethod
+    def output_shape(spec, shape):
+        return shape
+
+    @staticmethod
+    def forward(kernels, spec, params, x, mode):
+        out = layers.sigmoid_forward(x)
+        return out, out
+
+    @staticmethod
+    def backward(kernels, spec, params, out, dout, need_dx):
+        return layers.sigmoid_backward(dout, out), {}
+
+
+class AvgPool(MaxPool):
+    """Average-pooling: x (N, C, H, W) -> out (N, C, H', W'), the mean of size x size windows (stride None: size)."""
+
+    @staticmethod
+    def forward(kernels, spec, params, x, mode):
+        return kernels.avgpool2d_forward(x, spec["size"], spec["stride"]), x
+
+    @staticmethod
+    def backward(kernels, spec, params, x, dout, need_dx):
+        return kernels.avgpool2d_backward(dout, x, spec["size"], spec["stride"]), {}
+
+
+def check_fraction(key, value, below_one=True):
+    """A spec's value must be a finite number in [0, 1) (or [0, 1] with below_one False)."""
+    is_real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not is_real or not math.isfinite(value) or value < 0 or value > 1 or (below_one and value == 1):
+        raise ValueError(f"{key} must be a number >= 0 and {'< 1' if below_one else '<= 1'}; got {value!r}")
+
+
+class Dropout(LayerType):
+    """Inverted dropout: in training, each value kept with probability 1 - rate and scaled by
+    1 / (1 - rate), the mask drawn from the step's Generator; in evaluation, out = x."""
+
+    keys = {"rate": 0.5}
+
+    @staticmethod
+    def resolve(spec):
+        check_fraction("rate", spec["rate"])
+        return spec
+
+    @staticmethod
+    def output_shape(spec, shape):
+        return shape
+
+    @staticmethod
+    def forward(kernels, spec, params, x, mode):
+        if not mode.training:
+            return x, None
+        if not isinstance(mode.rng, np.random.Generator):
+            raise ValueError(f"dropout in training mode needs rng, a numpy.random.Generator; got {mode.rng!r}")
+        return kernels.dropout_forward(x, spec["rate"], mode.rng)
+
+    @staticmethod
+    def backward(kernels, spec, params, mask, dout, need_dx):
+        # The forward's own mask, never a new draw; None: evaluation, where the layer is the identity.
+        return (dout if mask is None else kernels.dropout_backward(dout, mask)), {}
+
+
+class BatchNorm(LayerType):
+    """Batch normalisation (Ioffe & Szegedy 2015), per channel after a conv (N, C, H, W), per unit
+    after a dense layer (N, D): out = gamma * (x - mean) / sqrt(var + eps) + beta.
+
+    Training mode: mean and var are the batch's (biased variance), and the new state's running
+    statistics follow PyTorch's convention, running = (1 - momentum) * running + momentum * batch,
+    the running variance from the unbiased batch variance. Evaluation: the running statistics.
+    Params gamma (C,) (ones), beta (C,) (zeros); state running_mean (C,) (zeros), running_var (C,) (ones).
+    """
+
+    keys = {"momentum": 0.1, "eps": 1e-5}
+
+    @staticmethod
+    def resolve(spec):
+        check_fraction("momentum", spec["momentum"], below_one=False)
+        eps = spec["eps"]
+        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)) or not 0 < eps < math.inf:
+            raise ValueError(f"eps must be a finite number > 0; got {eps!r}")
+        return spec
+
+    @staticmethod
+    def output_shape(spec, shape):
+        if len(shape) not in (1, 3):
+            raise ValueError(f"needs (C, H, W) or (D,) input; got shape {shape}")
+        return shape
+
+    @staticmethod
+    def param_shapes(spec, shape):
+        return {"gamma": (shape[0],), "beta": (shape[0],)}
+
+    @staticmethod
+    def init(shapes, rng, dtype):
+        return {"gamma": np.ones(shapes["gamma"], dtype), "beta": np.zeros(shapes["beta"], dtype)}
+
+    @staticmethod
+    def state_shapes(spec, shape):
+        return {"running_mean": (shape[0],), "running_var": (shape[0],)}
+
+    @staticmethod
+    def init_state(shapes, dtype):
+        return {"running_mean": np.zeros(shapes["running_mean"], dtype), "running_var": np.ones(shapes["running_var"], dtype)}
+
+    @staticmethod
+    def forward(kernels, spec, params, x, mode, state):
+        gamma, beta, eps = params["gamma"], params["beta"], spec["eps"]
+        if not mode.training:
+            mean, var = state["running_mean"], state["running_var"]
+            return layers.batchnorm_eval_forward(x, gamma, beta, mean, var, eps), (x, mean, var), state
+        mean, var = kernels.batchnorm_statistics(x)
+        M = x.size // x.shape[1]  # values per channel; the running variance tracks the unbiased var * M / (M - 1)
+        unbiased_var = var * (M / (M - 1))
+        momentum = spec["momentum"]
+        new_state = {
+            "running_mean": ((1 - momentum) * state["running_mean"] + momentum * mean).astype(x.dtype),
+            "running_var": ((1 - momentum) * state["running_var"] + momentum * unbiased_var).astype(x.dtype),
+        }
+        return kernels.batchnorm_forward(x, gamma, beta, eps), (x, None, None), new_state
+
+    @staticmethod
+    def backward(kernels, spec, params, cache, dout, need_dx):
+        x, mean, var = cache
+        if mean is None:  # training: the batch statistics, functions of x
+            dx, dgamma, dbeta = kernels.batchnorm_backward(dout, x, params["gamma"], spec["eps"])
+        else:  # evaluation: the running statistics, constants
+            dx, dgamma, dbeta = layers.batchnorm_eval_backward(dout, x, params["gamma"], mean, var, spec["eps"])
+        return dx, {"gamma": dgamma, "beta": dbeta}
+
+
+LAYER_TYPES = {
+    "conv": Conv, "relu": ReLU, "maxpool": MaxPool, "flatten": Flatten, "dense": Dense,
+    "tanh": Tanh, "sigmoid": Sigmoid, "avgpool": AvgPool, "dropout": Dropout, "batchnorm": BatchNorm,
+}
 
 
 class ConvReluMaxPool(LayerType):
@@ -221,7 +388,7 @@ class ConvReluMaxPool(LayerType):
         return Conv.param_shapes(spec["conv"], shape)
 
     @staticmethod
-    def forward(kernels, spec, params, x):
+    def forward(kernels, spec, params, x, mode):
         conv, pool = spec["conv"], spec["maxpool"]
         out, z = kernels.conv2d_relu_maxpool2d_forward(
             x, params["w"], params["b"], conv["stride"], conv["pad"], pool["size"], pool["stride"]

@@ -1,4 +1,5 @@
-"""The layers that need no kernel backend: ReLU and dense (fully connected), forward and backward.
+"""The layers that need no kernel backend: ReLU, tanh, sigmoid, dense (fully connected) and
+batch norm in evaluation, forward and backward.
 
 They are a few NumPy operations each, the same in every backend.
 """
@@ -33,3 +34,61 @@ def dense_backward(dout, x, w):
     dout (N, M), x (N, D), w (D, M) -> dx (N, D), dw (D, M), db (M,)
     """
     return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+
+
+def tanh_forward(x):
+    """out = tanh(x), elementwise. x any shape -> out same shape."""
+    return np.tanh(x)
+
+
+def tanh_backward(dout, out):
+    """dx = dout * (1 - out**2), from the forward's output (tanh' = 1 - tanh**2).
+
+    dout, out same shape -> dx same shape
+    """
+    return dout * (1 - out * out)
+
+
+def sigmoid_forward(x):
+    """out = 1 / (1 + exp(-x)) = (1 + tanh(x / 2)) / 2, elementwise; the tanh form never overflows.
+
+    x any shape -> out same shape
+    """
+    return 0.5 * (1 + np.tanh(0.5 * x))
+
+
+def sigmoid_backward(dout, out):
+    """dx = dout * out * (1 - out), from the forward's output (sigmoid' = sigmoid (1 - sigmoid)).
+
+    dout, out same shape -> dx same shape
+    """
+    return dout * out * (1 - out)
+
+
+def _per_channel(array, ndim):
+    """A (C,) array shaped to broadcast against (N, C) or (N, C, H, W): (1, C) or (1, C, 1, 1)."""
+    return array.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def batchnorm_eval_forward(x, gamma, beta, mean, var, eps):
+    """Batch norm in evaluation: out = gamma * (x - mean) / sqrt(var + eps) + beta, per channel (axis 1),
+    with given (running) statistics.
+
+    x (N, C) or (N, C, H, W), gamma, beta, mean, var (C,) -> out (shape of x)
+    """
+    scale = gamma / np.sqrt(var + eps)
+    return (x - _per_channel(mean, x.ndim)) * _per_channel(scale, x.ndim) + _per_channel(beta, x.ndim)
+
+
+def batchnorm_eval_backward(dout, x, gamma, mean, var, eps):
+    """Batch norm in evaluation, backward: mean and var are constants, so the layer is affine per channel.
+
+    dx = dout * gamma / sqrt(var + eps),  dgamma[c] = sum dout * xhat,  dbeta[c] = sum dout,
+    xhat = (x - mean) / sqrt(var + eps), sums over every axis but 1.
+    dout, x (N, C) or (N, C, H, W), gamma, mean, var (C,) -> dx (shape of x), dgamma (C,), dbeta (C,)
+    """
+    axes = (0, *range(2, x.ndim))
+    inverse_std = 1 / np.sqrt(var + eps)
+    xhat = (x - _per_channel(mean, x.ndim)) * _per_channel(inverse_std, x.ndim)
+    dx = dout * _per_channel(gamma * inverse_std, x.ndim)
+    return dx, (dout * xhat).sum(axis=axes), dout.sum(axis=axes)

@@ -8,18 +8,24 @@ An architecture is a list of layer specs (plain dicts), so a new network is a ne
      {"type": "flatten"},
      {"type": "dense", "units": 10}]
 
-Parameters are {"conv1": {"w": ..., "b": ...}, "dense1": {...}}: one entry per layer that
-has weights, named by its type and its rank among layers of that type. What each layer type
-computes lives in fcnn.layer_types; this module runs the layers in order, and checks that
-parameters and inputs fit the architecture before any kernel runs.
+Parameters are {"conv1": {"w": ..., "b": ...}, "batchnorm1": {"gamma": ..., "beta": ...}, ...}:
+one entry per layer that has weights, named by its type and its rank among layers of that type.
+The model's state (batch norm's running statistics) is a tree of the same kind, apart from the
+parameters, from init_state; forward takes it and, in training mode, hands back the new one:
+
+    state = fcnn.init_state(arch)
+    logits, cache, state = fcnn.forward(params, x, arch, state=state, training=True, rng=rng)
+
+What each layer type computes lives in fcnn.layer_types; this module runs the backend's units
+in order, and checks that parameters, state and inputs fit the architecture before any kernel runs.
 """
 
 import numpy as np
 
 from fcnn.kernels import get_backend
-from fcnn.layer_types import LAYER_TYPES, REQUIRED, check_int, fuse
+from fcnn.layer_types import LAYER_TYPES, REQUIRED, Mode, check_int, fuse
 from fcnn.losses import softmax_cross_entropy
-from fcnn.tree import tree_paths
+from fcnn.tree import describe_structure, tree_paths, tree_structure
 
 PRESETS = {
     # The original script's net (with biases): 26x26x8 after the conv, 13x13x8 = 1352 after the pool.
@@ -132,13 +138,61 @@ def param_shapes(arch, input_shape=MNIST_SHAPE):
     return _param_shapes(_layers(arch), input_shape)
 
 
-def _param_shapes(layer_list, input_shape):
+def _param_shapes(layer_list, input_shape, kind="param_shapes"):
+    """{name: the layer type's param_shapes (or, with kind "state_shapes", its state_shapes)} of every layer that has them."""
     inputs = [tuple(input_shape)] + _output_shapes(layer_list, input_shape)
     return {
-        name: layer.param_shapes(spec, shape)
+        name: getattr(layer, kind)(spec, shape)
         for (name, spec, layer), shape in zip(layer_list, inputs)
-        if layer.param_shapes is not None
+        if getattr(layer, kind) is not None
     }
+
+
+def state_shapes(arch, input_shape=MNIST_SHAPE):
+    """The shape of every state array, e.g. {"batchnorm1": {"running_mean": (8,), "running_var": (8,)}}.
+
+    Only layers with state (batch norm) have an entry; {} for a network without.
+    """
+    return _param_shapes(_layers(arch), input_shape, "state_shapes")
+
+
+def init_state(arch, dtype="float32", input_shape=MNIST_SHAPE):
+    """The model's state before any training, each layer type's own (batch norm: running mean 0, variance 1).
+
+    {} for a network without state. Pass it to forward, loss_and_grads and predict as state=...;
+    a training step hands back the next one.
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be float32 or float64; got {dtype}")
+    layer_list = _layers(arch)
+    types = {name: layer for name, _, layer in layer_list}
+    return {name: types[name].init_state(shapes, dtype)
+            for name, shapes in _param_shapes(layer_list, input_shape, "state_shapes").items()}
+
+
+def _check_state(state, layer_list, sample_shape, dtype):
+    """state must be None for a network without state, and otherwise hold exactly the arrays
+    init_state gives (shapes for samples of sample_shape), of the parameters' dtype.
+
+    Raises ValueError naming the layer and array, e.g. "state: batchnorm1.running_var ...".
+    """
+    if state is None and all(layer.state_shapes is None for _, _, layer in layer_list):
+        return
+    expected = _param_shapes(layer_list, sample_shape, "state_shapes")
+    if state is None:
+        if expected:
+            raise ValueError(f"state: the layers {list(expected)} keep state; pass state=fcnn.init_state(arch) "
+                             f"(or the state a training step returned)")
+        return
+    if not isinstance(state, dict) or tree_structure(state) != tree_structure(expected):
+        got = describe_structure(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"state must hold {describe_structure(expected)} (fcnn.init_state(arch)); got {got}")
+    for (name, key), shape in tree_paths(expected):
+        array = state[name][key]
+        if not isinstance(array, np.ndarray) or array.dtype != dtype or array.shape != shape:
+            got = f"{array.dtype} {array.shape}" if isinstance(array, np.ndarray) else type(array).__name__
+            raise ValueError(f"state: {name}.{key} must be a {dtype} array of shape {shape} (the parameters' dtype); got {got}")
 
 
 def init(arch, seed=0, dtype="float32", input_shape=MNIST_SHAPE):
@@ -176,14 +230,14 @@ def as_images(x):
     return x
 
 
-def _params_dtype(params, layer_list, input_shape):
+def _params_dtype(params, expected):
     """The one float dtype of params, once they are checked to hold what the architecture needs.
 
     params must be a dict with exactly the architecture's layers that have parameters, each
     holding exactly the arrays its layer type names, numpy arrays, all float32 or all float64.
-    (Their shapes: _check_param_shapes.) Raises ValueError naming the layer that does not fit.
+    (Their shapes: _check_param_shapes.) expected: the architecture's _param_shapes. Raises
+    ValueError naming the layer that does not fit.
     """
-    expected = _param_shapes(layer_list, input_shape)
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict with the layers {list(expected)}; got {type(params).__name__}")
     missing = [name for name in expected if name not in params]
@@ -213,12 +267,12 @@ def _params_dtype(params, layer_list, input_shape):
     return dtype
 
 
-def _check_param_shapes(params, layer_list, input_shape):
-    """Every array of params must have the shape the architecture gives it for samples of input_shape.
+def _check_param_shapes(params, expected, input_shape):
+    """Every array of params must have the shape `expected` gives it, the architecture's for samples of input_shape.
 
     Raises ValueError naming the layer, e.g. "conv1: w must have shape (8, 1, 3, 3) ...; got (8, 1, 5, 5)".
     """
-    for (name, key), shape in tree_paths(_param_shapes(layer_list, input_shape)):
+    for (name, key), shape in tree_paths(expected):
         if params[name][key].shape != shape:
             raise ValueError(
                 f"{name}: {key} must have shape {shape} (the architecture's, for input samples of shape "
@@ -236,12 +290,12 @@ def _fitted_images(params, x, layer_list):
     images = as_images(x)
     sample_shape = images.shape[1:]
     try:
-        _output_shapes(layer_list, sample_shape)
+        expected = _param_shapes(layer_list, sample_shape)
     except ValueError as error:
         raise ValueError(f"x: samples of shape {sample_shape} do not fit the architecture: {error}") from None
-    dtype = _params_dtype(params, layer_list, sample_shape)
+    dtype = _params_dtype(params, expected)
     try:
-        _check_param_shapes(params, layer_list, sample_shape)
+        _check_param_shapes(params, expected, sample_shape)
     except ValueError as error:
         made_for = _fitting_sample_shape(params, layer_list, sample_shape)
         if made_for is None:
@@ -267,30 +321,48 @@ def _fitting_sample_shape(params, layer_list, sample_shape):
         if candidate == tuple(sample_shape):
             continue
         try:
-            _check_param_shapes(params, layer_list, candidate)
+            _check_param_shapes(params, _param_shapes(layer_list, candidate), candidate)
         except ValueError:
             continue
         return candidate
     return None
 
 
-def forward(params, x, arch, backend="numpy"):
-    """Run the network: x (N, C, H, W) (or (N, H, W), (N, 784)) -> logits (N, K), cache.
+def forward(params, x, arch, backend="numpy", *, state=None, training=False, rng=None):
+    """Run the network: x (N, C, H, W) (or (N, H, W), (N, 784)) -> (logits (N, K), cache), and with
+    state given -> (logits, cache, new_state).
 
     The backend's units (the layers, or a fused run of them: fcnn.layer_types.fuse) in order,
     each one's output the next one's input. The cache holds what backward needs: the resolved
     architecture, the backend's name, the input's shape and every unit's own cache.
+
+    Two modes, as batch norm and dropout need. Evaluation (training=False, as predict runs): batch
+    norm normalises by state's running statistics and dropout passes x through. Training: batch
+    norm uses the batch's statistics and new_state holds the updated running ones; dropout draws
+    its mask from rng, a numpy.random.Generator. Nothing is changed in place: new_state is a new
+    tree (in evaluation, the state passed in). A network with batch norm needs state
+    (init_state(arch)); one without may leave it out and gets the two-item result.
     """
+    if not isinstance(training, bool):
+        raise ValueError(f"training must be True or False; got {training!r}")
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator or None; got {type(rng).__name__}")
     kernels = get_backend(backend)
     layer_list = _layers(arch)
     out = _fitted_images(params, x, layer_list)
-    input_shape = out.shape
+    _check_state(state, layer_list, out.shape[1:], out.dtype)
+    mode = Mode(training, rng)
+    cache = {"arch": [spec for _, spec, _ in layer_list], "backend": backend, "input_shape": out.shape}
+    new_state = {}
     unit_caches = []
     for name, spec, layer in fuse(layer_list, kernels):
-        out, unit_cache = layer.forward(kernels, spec, params.get(name), out)
+        if layer.state_shapes is None:
+            out, unit_cache = layer.forward(kernels, spec, params.get(name), out, mode)
+        else:
+            out, unit_cache, new_state[name] = layer.forward(kernels, spec, params[name], out, mode, state[name])
         unit_caches.append(unit_cache)
-    cache = {"arch": [spec for _, spec, _ in layer_list], "backend": backend, "input_shape": input_shape}
-    return out, {**cache, "units": unit_caches}
+    cache = {**cache, "units": unit_caches}
+    return (out, cache) if state is None else (out, cache, new_state)
 
 
 def backward(params, cache, dlogits):
@@ -305,8 +377,9 @@ def backward(params, cache, dlogits):
     N, *sample_shape = cache["input_shape"]
     kernels = get_backend(cache["backend"])
     layer_list = _layers(cache["arch"])
-    _params_dtype(params, layer_list, sample_shape)
-    _check_param_shapes(params, layer_list, sample_shape)
+    expected = _param_shapes(layer_list, sample_shape)
+    _params_dtype(params, expected)
+    _check_param_shapes(params, expected, sample_shape)
     logits_shape = (N, *_output_shapes(layer_list, sample_shape)[-1])
     if not isinstance(dlogits, np.ndarray) or dlogits.shape != logits_shape:
         got = dlogits.shape if isinstance(dlogits, np.ndarray) else type(dlogits).__name__
@@ -323,21 +396,27 @@ def backward(params, cache, dlogits):
     return {name: grads[name] for name in params}
 
 
-def loss_and_grads(params, x, labels, arch, backend="numpy"):
-    """One forward and backward pass: (mean loss, grads shaped like params, logits)."""
-    logits, cache = forward(params, x, arch, backend)
+def loss_and_grads(params, x, labels, arch, backend="numpy", *, state=None, training=True, rng=None):
+    """One forward and backward pass of a training step: (mean loss, grads shaped like params, logits),
+    and with state given, the new state as a fourth item.
+
+    Training mode by default (batch statistics, dropout drawn from rng): see forward.
+    """
+    logits, cache, *new_state = forward(params, x, arch, backend, state=state, training=training, rng=rng)
     loss, dlogits = softmax_cross_entropy(logits, labels)
-    return loss, backward(params, cache, dlogits), logits
+    return (loss, backward(params, cache, dlogits), logits, *new_state)
 
 
-def predict(params, x, arch, backend="numpy", batch_size=1000):
+def predict(params, x, arch, backend="numpy", batch_size=1000, *, state=None):
     """Class indices (N,) for images x, computed batch_size (an integer >= 1) images at a time.
 
-    The network's output must be class scores (N, K). An empty x gives an empty result.
+    Evaluation mode: batch norm uses state's running statistics, dropout passes x through. The
+    network's output must be class scores (N, K). An empty x gives an empty result.
     """
     check_int("batch_size", batch_size, 1)
     layer_list = _layers(arch)
     images = _fitted_images(params, x, layer_list)
+    _check_state(state, layer_list, images.shape[1:], images.dtype)
     output_shape = _output_shapes(layer_list, images.shape[1:])[-1]
     if len(output_shape) != 1:
         raise ValueError(
@@ -345,7 +424,7 @@ def predict(params, x, arch, backend="numpy", batch_size=1000):
             f"{layer_list[-1][0]} with shape {output_shape} (end the architecture with flatten and dense)"
         )
     predictions = [
-        forward(params, images[start:start + batch_size], arch, backend)[0].argmax(axis=1)
+        forward(params, images[start:start + batch_size], arch, backend, state=state)[0].argmax(axis=1)
         for start in range(0, len(images), batch_size)
     ]
     return np.concatenate(predictions) if predictions else np.empty(0, dtype=np.int64)

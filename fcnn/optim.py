@@ -14,19 +14,10 @@ dp, as PyTorch does. The per-array updates adam_update and rmsprop_update are CS
 the same formulas, one array at a time; the tree versions apply them to every array.
 """
 
-import math
-
 import numpy as np
 
+from fcnn.kernels.contract import check_number
 from fcnn.tree import describe_structure, tree_map, tree_paths, tree_structure, tree_unzip
-
-
-def check_number(function, name, value, minimum, below=None):
-    """value must be a finite real number >= minimum (and < below, if given); bool is refused."""
-    is_real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    upper = "" if below is None else f" and < {below}"
-    if not is_real or not math.isfinite(value) or value < minimum or (below is not None and value >= below):
-        raise ValueError(f"{function}: {name} must be a finite number >= {minimum}{upper}; got {value!r}")
 
 
 def check_like_params(function, name, params, tree):
@@ -61,12 +52,15 @@ def _with_l2(function, params, grads, weight_decay):
     return tree_map(lambda p, g: g + weight_decay * p, params, grads)
 
 
+def _descend(params, grads, lr):
+    return tree_map(lambda p, g: (p - lr * g).astype(p.dtype, copy=False), params, grads)
+
+
 def sgd_step(params, grads, lr, weight_decay=0.0):
     """Plain gradient descent: p_new = p - lr * (dp + weight_decay * p), for every array (of params' dtype)."""
     check_number("sgd_step", "lr", lr, 0)
     check_like_params("sgd_step", "grads", params, grads)
-    grads = _with_l2("sgd_step", params, grads, weight_decay)
-    return tree_map(lambda p, g: (p - lr * g).astype(p.dtype, copy=False), params, grads)
+    return _descend(params, _with_l2("sgd_step", params, grads, weight_decay), lr)
 
 
 def momentum_step(params, grads, velocity, lr, momentum=0.9, weight_decay=0.0):
@@ -76,12 +70,12 @@ def momentum_step(params, grads, velocity, lr, momentum=0.9, weight_decay=0.0):
     zeros_like(params).
     """
     check_number("momentum_step", "lr", lr, 0)
-    check_number("momentum_step", "momentum", momentum, 0, below=1)
+    check_number("momentum_step", "momentum", momentum, 0, 1)
     check_like_params("momentum_step", "grads", params, grads)
     check_like_params("momentum_step", "velocity", params, velocity)
     grads = _with_l2("momentum_step", params, grads, weight_decay)
     new_velocity = tree_map(lambda v, g: (momentum * v + g).astype(v.dtype, copy=False), velocity, grads)
-    return sgd_step(params, new_velocity, lr), new_velocity
+    return _descend(params, new_velocity, lr), new_velocity
 
 
 def adam_update(w, dw, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
@@ -134,8 +128,8 @@ def _check_state(function, params, state, keys):
 
 def _adam(function, params, grads, state, lr, beta1, beta2, eps, weight_decay, decoupled):
     check_number(function, "lr", lr, 0)
-    check_number(function, "beta1", beta1, 0, below=1)
-    check_number(function, "beta2", beta2, 0, below=1)
+    check_number(function, "beta1", beta1, 0, 1)
+    check_number(function, "beta2", beta2, 0, 1)
     check_number(function, "eps", eps, 0)
     check_like_params(function, "grads", params, grads)
     state = _check_state(function, params, state, ("t", "m", "v"))
@@ -179,7 +173,7 @@ def rmsprop_step(params, grads, state, lr, alpha=0.99, eps=1e-8, weight_decay=0.
     step returned, {"s": tree}. Returns (new_params, new_state).
     """
     check_number("rmsprop_step", "lr", lr, 0)
-    check_number("rmsprop_step", "alpha", alpha, 0, below=1)
+    check_number("rmsprop_step", "alpha", alpha, 0, 1)
     check_number("rmsprop_step", "eps", eps, 0)
     check_like_params("rmsprop_step", "grads", params, grads)
     state = _check_state("rmsprop_step", params, state, ("s",))

@@ -485,7 +485,7 @@ def test_a_new_layer_type_is_one_unit_in_layer_types(monkeypatch):
             return shape
 
         @staticmethod
-        def forward(kernels, spec, params, x):
+        def forward(kernels, spec, params, x, mode):
             return np.tanh(x), x
 
         @staticmethod

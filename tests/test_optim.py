@@ -25,14 +25,14 @@ STEPS = {
 @pytest.mark.parametrize("lr", [float("nan"), float("inf"), -0.1, "0.1", True, None])
 def test_a_learning_rate_that_cannot_be_right_is_refused(step, lr):
     params, grads = seed_trees()
-    with pytest.raises(ValueError, match=rf"{step}: lr must be a finite number >= 0; got"):
+    with pytest.raises(ValueError, match=rf"{step}: lr must be (a number|finite|>= 0); got"):
         STEPS[step](params, grads, lr=lr)
 
 
 @pytest.mark.parametrize("momentum", [5, 1, 1.0, -0.1, float("nan"), float("inf"), "0.9"])
 def test_a_momentum_outside_0_to_1_is_refused(momentum):
     params, grads = seed_trees()
-    with pytest.raises(ValueError, match=r"momentum_step: momentum must be a finite number >= 0 and < 1; got"):
+    with pytest.raises(ValueError, match=r"momentum_step: momentum must be (a number|finite|in \[0, 1\)); got"):
         fcnn.momentum_step(params, grads, fcnn.zeros_like(params), lr=0.1, momentum=momentum)
 
 
@@ -199,11 +199,11 @@ def list_tree(tree):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda p, g: fcnn.adam_step(p, g, None, lr=-1), r"adam_step: lr must be a finite number >= 0"),
-        (lambda p, g: fcnn.adam_step(p, g, None, lr=0.1, beta1=1.0), r"adam_step: beta1 must be a finite number >= 0 and < 1"),
+        (lambda p, g: fcnn.adam_step(p, g, None, lr=-1), r"adam_step: lr must be >= 0; got -1"),
+        (lambda p, g: fcnn.adam_step(p, g, None, lr=0.1, beta1=1.0), r"adam_step: beta1 must be in \[0, 1\); got 1.0"),
         (lambda p, g: fcnn.adamw_step(p, g, None, lr=0.1, beta2=float("nan")), r"adamw_step: beta2 must be"),
-        (lambda p, g: fcnn.adamw_step(p, g, None, lr=0.1, weight_decay=-0.1), r"adamw_step: weight_decay must be a finite number >= 0"),
-        (lambda p, g: fcnn.rmsprop_step(p, g, None, lr=0.1, alpha=1.5), r"rmsprop_step: alpha must be a finite number >= 0 and < 1"),
+        (lambda p, g: fcnn.adamw_step(p, g, None, lr=0.1, weight_decay=-0.1), r"adamw_step: weight_decay must be >= 0; got -0.1"),
+        (lambda p, g: fcnn.rmsprop_step(p, g, None, lr=0.1, alpha=1.5), r"rmsprop_step: alpha must be in \[0, 1\); got 1.5"),
         (lambda p, g: fcnn.rmsprop_step(p, g, None, lr=0.1, eps=-1e-8), r"rmsprop_step: eps must be"),
         (lambda p, g: fcnn.sgd_step(p, g, lr=0.1, weight_decay=float("inf")), r"sgd_step: weight_decay must be"),
         (lambda p, g: fcnn.adam_step(p, g, {"m": g, "v": g}, lr=0.1), r"adam_step: state must be None or the state it returned, a dict of \['m', 't', 'v'\]; got \['m', 'v'\]"),
