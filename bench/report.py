@@ -101,7 +101,18 @@ def peak_of(benchmarks, given=None):
         f"Memory bandwidth, measured {when}: {roofline['bandwidth_gbs']:g} GB/s (triad over {roofline['triad_mib']} MiB).",
         f"Beside it, the {nominal_how}; for the {plural(min(threads, cores), 'core')} the run used that is "
         f"{nominal_here:.0f}, and the measured peak is {100 * peak / nominal_here:.0f} % of it.",
-    ]
+    ] + disturbed_warning(roofline)
+
+
+def disturbed_warning(roofline):
+    """A line saying the peak was measured on a busy machine, when all threads together did less than one
+    core alone (they cannot, undisturbed); else no line."""
+    if roofline["threads"] > 1 and roofline["peak_gflops"] < roofline["peak_gflops_per_core"]:
+        estimate = roofline["threads"] * roofline["peak_gflops_per_core"]
+        return [f"WARNING: the {roofline['threads']} threads together reached less than one alone: other work "
+                f"disturbed the measurement, so the shares are too high. {roofline['threads']} x the one-core "
+                f"figure is {estimate:g} GFLOP/s (--peak-gflops {estimate:g})."]
+    return []
 
 
 def plural(count, noun):

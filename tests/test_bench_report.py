@@ -98,6 +98,15 @@ def test_share_of_peak_is_against_the_peak_measured_in_the_run(report, tmp_path,
     assert "test_roofline" not in output  # said in sentences, not as a raw extra_info line
 
 
+def test_a_peak_measured_on_a_busy_machine_is_flagged(report, tmp_path, capsys):
+    # Two threads below one core's figure: the threads were paused by other work while measured.
+    disturbed = {**ROOFLINE, "peak_gflops": 20.0, "peak_gflops_per_core": 26.0}
+    path = benchmark_json(tmp_path / "bench.json", ["conv2d forward"], roofline=disturbed)
+    assert report.main([str(path), "--stat", "min"]) == 0
+    assert "WARNING: the 2 threads together reached less than one alone" in capsys.readouterr().out
+    assert report.disturbed_warning(ROOFLINE) == []
+
+
 def test_without_a_roofline_in_the_run_the_report_measures_one_and_says_so(report, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(report, "measure_roofline", lambda: {**ROOFLINE, "peak_gflops": 400.0})
     path = benchmark_json(tmp_path / "bench.json", ["conv2d forward"])

@@ -113,3 +113,19 @@ def test_the_tops_are_the_tuned_kernels_and_each_rung_builds_on_an_earlier_one()
             assert rung.builds_on in names[:position], rung
     assert side_branches(WEIGHT_RUNGS) == ["sizes constant"]
     assert side_branches(INPUT_RUNGS) == []
+
+
+def test_compiled_rungs_have_cache_names_of_their_own():
+    # numba's disk cache files a kernel under its qualified name: two rungs under one name could
+    # load each other's code, across the forward and backward ladders too.
+    from fcnn.ladder import conv2d_backward as backward
+    from fcnn.ladder import conv2d_forward as forward
+
+    compiled = [forward._wide_rows, backward._weights_wide_rows, backward._weights_images_in_parallel,
+                backward._input_wide_rows]
+    factories = [forward._sizes_constant_kernel, forward._taps_in_registers_kernel, forward._four_filters_kernel,
+                 backward._weights_sizes_constant_kernel, backward._input_sizes_constant_kernel,
+                 backward._input_gathered_kernel]
+    names = [kernel.py_func.__qualname__ for kernel in compiled]
+    names += [factory(1, 4, 4, 1, 3, 3, 0).py_func.__qualname__ for factory in factories]
+    assert len(set(names)) == len(names) == 10
