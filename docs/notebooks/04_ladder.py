@@ -11,7 +11,8 @@
 # %% [markdown]
 # # 4. The ladder: from the readable loop to the fast one
 #
-# `fcnn.ladder.RUNGS` lists the convolution forward from `loop.py`'s nested loops, compiled as
+# `fcnn.ladder.RUNGS` lists the convolution forward (each a `Rung`: its name, its kernel and the rung it
+# builds on) from `loop.py`'s nested loops, compiled as
 # they are, to the tuned backend's kernel, one transformation per rung. Every rung has the kernel
 # contract's signature and gives `loop`'s numbers. [docs/ladder.md](../ladder.md) says what
 # each step changes and why it helps (or, for one, why it did not); here they run on the
@@ -25,7 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import fcnn
-from fcnn.ladder import RUNGS
+from fcnn.ladder import RUNGS, side_branches
 
 rng = np.random.default_rng(0)
 x = rng.standard_normal((32, 6, 14, 14)).astype(np.float32)
@@ -46,12 +47,13 @@ def best_time(function, repeats=30):
 
 
 names, per_image = [], []
-for name, conv2d_forward in RUNGS:
-    out = conv2d_forward(x, w, b, 1, 0)
-    assert np.allclose(out, reference, rtol=1e-4, atol=1e-4), name
-    names.append(name)
-    per_image.append(best_time(lambda: conv2d_forward(x, w, b, 1, 0)) * 1e6 / len(x))
-    print(f"{name:28s} {per_image[-1]:8.2f} us per image")
+for rung in RUNGS:
+    out = rung.function(x, w, b, 1, 0)
+    assert np.allclose(out, reference, rtol=1e-4, atol=1e-4), rung.name
+    names.append(rung.name)
+    per_image.append(best_time(lambda: rung.function(x, w, b, 1, 0)) * 1e6 / len(x))
+    print(f"{rung.name:28s} {per_image[-1]:8.2f} us per image   (builds on: {rung.builds_on})")
+print("side branches (dead ends kept for what they teach):", side_branches(RUNGS))
 
 # %% [markdown]
 # On a shared machine the figures move from run to run; the order of the rungs mostly does not.
