@@ -6,6 +6,7 @@ import pytest
 
 import fcnn.exercises as exercises
 from fcnn.exercises import batchnorm_dropout_avgpool as family
+from fcnn.exercises import pool
 from fcnn.exercises.exercise import FLOAT32_CASE
 from fcnn.exercises.registry import KERNELS
 from fcnn.kernels import available_backends, get_backend
@@ -213,20 +214,20 @@ MISTAKES = {
                                       "dout unchanged"),
     "dropout backward unscaled": ("dropout_backward", dropout_backward_unscaled, family.DROPOUT_FIRST,
                                   "unscaled"),
-    "avgpool summed": ("avgpool2d_forward", avgpool2d_forward_with("summed"), family.AVGPOOL_FIRST,
+    "avgpool summed": ("avgpool2d_forward", avgpool2d_forward_with("summed"), pool.FIRST,
                        "window's sum"),
-    "avgpool divided by size": ("avgpool2d_forward", avgpool2d_forward_with("by_size"), family.AVGPOOL_FIRST,
+    "avgpool divided by size": ("avgpool2d_forward", avgpool2d_forward_with("by_size"), pool.FIRST,
                                 "divided by size"),
     "avgpool stride None as 1": ("avgpool2d_forward", avgpool2d_forward_with("stride_one"),
-                                 family.AVGPOOL_DEFAULTS_CASE, "stride None means stride = size"),
+                                 pool.DEFAULTS_CASE, "stride None means stride = size"),
     "avgpool stride ignored": ("avgpool2d_forward", avgpool2d_forward_with("stride_ignored"),
-                               family.AVGPOOL_OVERLAPPING_CASE, "stride is ignored"),
+                               pool.OVERLAPPING_CASE, "stride is ignored"),
     "avgpool backward not divided": ("avgpool2d_backward", avgpool2d_backward_with("not_divided"),
-                                     family.AVGPOOL_FIRST, "not divided by the window's area"),
+                                     pool.FIRST, "not divided by the window's area"),
     "avgpool backward divided by size": ("avgpool2d_backward", avgpool2d_backward_with("by_size"),
-                                         family.AVGPOOL_FIRST, "divided by size"),
+                                         pool.FIRST, "divided by size"),
     "avgpool backward overwriting": ("avgpool2d_backward", avgpool2d_backward_with("overwriting"),
-                                     family.AVGPOOL_OVERLAPPING_CASE, "overwrite each other"),
+                                     pool.OVERLAPPING_CASE, "overwrite each other"),
 }
 
 

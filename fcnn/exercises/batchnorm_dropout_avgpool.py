@@ -9,11 +9,12 @@ import copy
 import numpy as np
 
 from fcnn.exercises.exercise import (
-    AVERAGED_HINT, FLOAT32_CASE, FLOAT32_HINT, GRADCHECK_HINT, Case, Exercise, Mistake, as_float32, random,
-    replace,
+    AVERAGED_HINT, GRADCHECK_HINT, Case, Exercise, Mistake, finite_difference_gradients, random, replace,
+    with_float32_case,
 )
-from fcnn.exercises.pool import SHAPE_RULE, STRIDE_HINT, STRIDE_NONE_HINT
-from fcnn.gradcheck import numerical_gradient
+from fcnn.exercises.pool import (
+    OVERLAPPING_CASE, SHAPE_RULE, backward_ladder, forward_ladder, spread, stride_mistakes, window_inputs,
+)
 from fcnn.kernels import loop
 
 EPS = 1e-5  # batch norm's default eps, as the cases leave it
@@ -48,28 +49,21 @@ def _batchnorm_inputs(rng):
 
 def batchnorm_forward_cases():
     """Ladder for batchnorm_forward(x, gamma, beta, eps)."""
-    cases = [Case(name, (x, gamma, beta), hint)
-             for name, x, gamma, beta, hint in _batchnorm_inputs(np.random.default_rng(2009))]
-    cases.append(Case(FLOAT32_CASE, as_float32(cases[2].args), FLOAT32_HINT))
-    return cases
+    return with_float32_case([Case(name, (x, gamma, beta), hint)
+                              for name, x, gamma, beta, hint in _batchnorm_inputs(np.random.default_rng(2009))],
+                             like=2)
 
 
 def batchnorm_gradients_by_finite_differences(dout, x, gamma):
     """(dx, dgamma, dbeta) of L = sum(batchnorm_forward(x, gamma, beta) * dout), by central differences."""
-    beta = np.zeros_like(gamma)
-
-    def loss():
-        return np.sum(loop.batchnorm_forward(x, gamma, beta) * dout)
-
-    return numerical_gradient(loss, x), numerical_gradient(loss, gamma), numerical_gradient(loss, beta)
+    return finite_difference_gradients(loop.batchnorm_forward, dout, x, gamma, np.zeros_like(gamma))
 
 
 def batchnorm_backward_cases():
     """Ladder for batchnorm_backward(dout, x, gamma, eps), ending with finite differences."""
     rng = np.random.default_rng(2010)
-    cases = [Case(name, (random(rng, x.shape), x, gamma), hint)
-             for name, x, gamma, _, hint in _batchnorm_inputs(rng)]
-    cases.append(Case(FLOAT32_CASE, as_float32(cases[2].args), FLOAT32_HINT))
+    cases = with_float32_case([Case(name, (random(rng, x.shape), x, gamma), hint)
+                               for name, x, gamma, _, hint in _batchnorm_inputs(rng)], like=2)
     cases.append(Case(BATCHNORM_GRADCHECK_CASE, (random(rng, (2, 2, 3, 3)), random(rng, (2, 2, 3, 3)),
                                                  random(rng, 2)),
                       GRADCHECK_HINT, batchnorm_gradients_by_finite_differences))
@@ -203,16 +197,15 @@ def _dropout_inputs(rng):
 
 def dropout_forward_cases():
     """Ladder for dropout_forward(x, rate, rng); each case hands the kernel a Generator of its own."""
-    cases = [Case(name, (x, rate, np.random.default_rng(seed)), hint)
-             for name, x, rate, seed, hint in _dropout_inputs(np.random.default_rng(2011))]
-    cases.append(Case(FLOAT32_CASE, as_float32(cases[1].args), FLOAT32_HINT))
-    return cases
+    return with_float32_case([Case(name, (x, rate, np.random.default_rng(seed)), hint)
+                              for name, x, rate, seed, hint in _dropout_inputs(np.random.default_rng(2011))],
+                             like=1)
 
 
 def dropout_gradient_by_finite_differences(dout, mask):
     """dx of L = sum(dout * x * mask) at some x, by central differences: the forward with the mask fixed."""
     x = np.linspace(-1.0, 1.0, dout.size).reshape(dout.shape)
-    return numerical_gradient(lambda: np.sum(dout * x * mask), x)
+    return finite_difference_gradients(lambda x: x * mask, dout, x)[0]
 
 
 NEW_MASK_HINT = ("dx = dout * mask, with the mask the forward drew and handed in: a mask drawn anew in "
@@ -228,7 +221,7 @@ def dropout_backward_cases():
         _, mask = loop.dropout_forward(x, rate, np.random.default_rng(seed))
         # No known mistake explains a random dx: the first case's hint names the likely cause.
         cases.append(Case(name, (random(rng, x.shape), mask), NEW_MASK_HINT if number == 0 else hint))
-    cases.append(Case(FLOAT32_CASE, as_float32(cases[1].args), FLOAT32_HINT))
+    cases = with_float32_case(cases, like=1)
     _, mask = loop.dropout_forward(random(rng, (3, 4)), 0.5, np.random.default_rng(15))
     cases.append(Case(DROPOUT_GRADCHECK_CASE, (random(rng, (3, 4)), mask), GRADCHECK_HINT,
                       dropout_gradient_by_finite_differences))
@@ -271,30 +264,14 @@ DROPOUT_BACKWARD_MISTAKES = [
             lambda dout, mask: np.divide(dout, mask, out=np.zeros_like(dout), where=mask != 0)),
 ]
 
-# --- average pooling: cases -------------------------------------------------------------------
-
-AVGPOOL_FIRST = "one image, one channel, 4x4, 2x2 windows, stride 2"
-AVGPOOL_DEFAULTS_CASE = "size and stride left to their defaults (2, and None means stride = size)"
-AVGPOOL_OVERLAPPING_CASE = "overlapping windows (size 3, stride 2)"
-AVGPOOL_GRADCHECK_CASE = "gradient against finite differences (float64)"
+# --- average pooling: cases (the pooling ladder of pool.py) ------------------------------------
 
 
 def _avgpool_inputs():
-    """[(name, x, (size, stride) or () for the defaults, hint)]."""
+    """pool.window_inputs, then overlapping windows: [(name, x, (size, stride) or (), hint)]."""
     rng = np.random.default_rng(2013)
-    return [
-        (AVGPOOL_FIRST, random(rng, (1, 1, 4, 4)), (2, 2), None),
-        ("a batch of two images with two channels", random(rng, (2, 2, 4, 4)), (2, 2),
-         "This is the first case with several images and channels: each (n, c) is pooled on its own."),
-        ("a non-square 4x6 image", random(rng, (1, 1, 4, 6)), (2, 2),
-         "This is the first non-square image: H counts rows (axis 2), W counts columns (axis 3)."),
-        ("3x3 windows, stride 3", random(rng, (1, 1, 6, 6)), (3, 3), None),
-        ("a 5x5 image: the last row and column are left over", random(rng, (1, 1, 5, 5)), (2, 2),
-         "The windows do not tile the image: H' = 1 + (H - size) // stride rounds down, and the "
-         "left-over pixels get no gradient."),
-        (AVGPOOL_DEFAULTS_CASE, random(rng, (1, 2, 4, 4)), (),
-         "Called as avgpool2d(x) (or (dout, x)): size defaults to 2 and stride None means stride = size."),
-        (AVGPOOL_OVERLAPPING_CASE, random(rng, (1, 1, 7, 7)), (3, 2),
+    return window_inputs("avgpool2d", rng) + [
+        (OVERLAPPING_CASE, random(rng, (1, 1, 7, 7)), (3, 2),
          "This is the first case with overlapping windows: an input in two windows gets a share of both."),
         ("everything at once: batch, channels, 7x6 image, size 3, stride 2", random(rng, (2, 3, 7, 6)), (3, 2),
          None),
@@ -303,78 +280,38 @@ def _avgpool_inputs():
 
 def avgpool2d_forward_cases():
     """Ladder for avgpool2d_forward(x, size, stride)."""
-    cases = [Case(name, (x, *window), hint) for name, x, window, hint in _avgpool_inputs()]
-    cases.append(Case(FLOAT32_CASE, as_float32(cases[-1].args), FLOAT32_HINT))
-    return cases
-
-
-def avgpool2d_gradient_by_finite_differences(dout, x, size=2, stride=None):
-    """dx of L = sum(avgpool2d_forward(x) * dout), by central differences."""
-    return numerical_gradient(lambda: np.sum(loop.avgpool2d_forward(x, size, stride) * dout), x)
+    return forward_ladder(_avgpool_inputs())
 
 
 def avgpool2d_backward_cases():
     """Ladder for avgpool2d_backward(dout, x, size, stride), ending with finite differences."""
     rng = np.random.default_rng(2014)
-    cases = []
-    for name, x, window, hint in _avgpool_inputs():
-        out_shape = loop.avgpool2d_forward(x, *window).shape
-        cases.append(Case(name, (random(rng, out_shape), x, *window), hint))
-    cases.append(Case(FLOAT32_CASE, as_float32(cases[-1].args), FLOAT32_HINT))
-    cases.append(Case(AVGPOOL_GRADCHECK_CASE, (random(rng, (2, 2, 2, 2)), random(rng, (2, 2, 5, 5)), 3, 2),
-                      GRADCHECK_HINT, avgpool2d_gradient_by_finite_differences))
-    return cases
+    return backward_ladder(_avgpool_inputs(), loop.avgpool2d_forward, rng, random(rng, (2, 2, 5, 5)))
 
 
 # --- average pooling: known mistakes ----------------------------------------------------------
-
-def _stride(size, stride):
-    return size if stride is None else stride
-
-
-def _spread(dout, x, size, stride, share, accumulate=True):
-    """dx when each window hands share * its gradient to every input in it (= instead of += if not accumulate)."""
-    stride = _stride(size, stride)
-    dx = np.zeros_like(x)
-    for i in range(dout.shape[2]):
-        for j in range(dout.shape[3]):
-            window = (slice(None), slice(None), slice(i * stride, i * stride + size),
-                      slice(j * stride, j * stride + size))
-            if accumulate:
-                dx[window] += share * dout[:, :, i:i + 1, j:j + 1]
-            else:
-                dx[window] = share * dout[:, :, i:i + 1, j:j + 1]
-    return dx
-
 
 AVGPOOL_FORWARD_MISTAKES = [
     Mistake("out is each window's sum: divide it by the window's area, size * size.",
             lambda x, size=2, stride=None: loop.avgpool2d_forward(x, size, stride) * size * size),
     Mistake("the sum is divided by size; the window has size * size values.",
             lambda x, size=2, stride=None: loop.avgpool2d_forward(x, size, stride) * size),
-    Mistake(STRIDE_NONE_HINT,
-            lambda x, size=2, stride=None: loop.avgpool2d_forward(x, size, 1) if stride is None else None),
-    Mistake(STRIDE_HINT,
-            lambda x, size=2, stride=None:
-                loop.avgpool2d_forward(x, size, size) if stride not in (None, size) else None),
+    *stride_mistakes(loop.avgpool2d_forward, 1),
 ]
+
 
 AVGPOOL_BACKWARD_MISTAKES = [
     Mistake("the gradient is not divided by the window's area: each of the size * size inputs of a "
             "window gets dout / (size * size), its share of the mean.",
-            lambda dout, x, size=2, stride=None: _spread(dout, x, size, stride, 1.0)),
+            lambda dout, x, size=2, stride=None: spread(dout, x, size, stride, lambda window: 1.0)),
     Mistake("the gradient is divided by size; each window has size * size inputs, each gets "
             "dout / (size * size).",
-            lambda dout, x, size=2, stride=None: _spread(dout, x, size, stride, 1.0 / size)),
+            lambda dout, x, size=2, stride=None: spread(dout, x, size, stride, lambda window: 1.0 / size)),
     Mistake("overlapping windows overwrite each other's gradient: add it (+=), so that an input in "
             "two windows receives both shares.",
-            lambda dout, x, size=2, stride=None: _spread(dout, x, size, stride, 1.0 / size**2, accumulate=False)),
-    Mistake(STRIDE_NONE_HINT,
             lambda dout, x, size=2, stride=None:
-                loop.avgpool2d_backward(dout, x, size, 1) if stride is None else None),
-    Mistake(STRIDE_HINT,
-            lambda dout, x, size=2, stride=None:
-                loop.avgpool2d_backward(dout, x, size, size) if stride not in (None, size) else None),
+                spread(dout, x, size, stride, lambda window: 1.0 / size**2, accumulate=False)),
+    *stride_mistakes(loop.avgpool2d_backward, 2),
 ]
 
 # --- the exercises ----------------------------------------------------------------------------

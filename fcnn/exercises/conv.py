@@ -7,10 +7,9 @@ every case is built from a fixed seed, so a verdict is the same on every run.
 import numpy as np
 
 from fcnn.exercises.exercise import (
-    AVERAGED_HINT, FLOAT32_CASE, FLOAT32_HINT, GRADCHECK_HINT, Case, Exercise, Mistake, as_float32,
-    bias_gradient_mistakes, flip, random, replace, square, transpose,
+    AVERAGED_HINT, GRADCHECK_HINT, Case, Exercise, Mistake, bias_gradient_mistakes, finite_difference_gradients,
+    flip, random, replace, square, transpose, with_float32_case,
 )
-from fcnn.gradcheck import numerical_gradient
 from fcnn.kernels import loop
 
 # --- cases ------------------------------------------------------------------------------------
@@ -51,8 +50,7 @@ def forward_cases():
     for name, N, C, F, H, W, KH, KW, stride, pad, hint in GEOMETRIES:
         args = (random(rng, (N, C, H, W)), random(rng, (F, C, KH, KW)), random(rng, F), stride, pad)
         cases.append(Case(name, args, hint))
-    cases.append(Case(FLOAT32_CASE, as_float32(cases[-1].args), FLOAT32_HINT))
-    return cases
+    return with_float32_case(cases)
 
 
 def _backward_args(rng, N, C, F, H, W, KH, KW, stride, pad):
@@ -64,19 +62,15 @@ def _backward_args(rng, N, C, F, H, W, KH, KW, stride, pad):
 
 def gradients_by_finite_differences(dout, x, w, stride, pad):
     """(dx, dw, db) of L = sum(conv2d_forward(x, w, b) * dout), by central differences."""
-    b = np.zeros(w.shape[0])
-
-    def loss():
-        return np.sum(loop.conv2d_forward(x, w, b, stride, pad) * dout)
-
-    return numerical_gradient(loss, x), numerical_gradient(loss, w), numerical_gradient(loss, b)
+    return finite_difference_gradients(lambda x, w, b: loop.conv2d_forward(x, w, b, stride, pad), dout,
+                                       x, w, np.zeros(w.shape[0]))
 
 
 def backward_cases():
     """Ladder for conv2d_backward(dout, x, w, stride, pad), ending with finite differences."""
     rng = np.random.default_rng(2002)
-    cases = [Case(name, _backward_args(rng, *geometry), hint) for name, *geometry, hint in GEOMETRIES]
-    cases.append(Case(FLOAT32_CASE, as_float32(cases[-1].args), FLOAT32_HINT))
+    cases = with_float32_case([Case(name, _backward_args(rng, *geometry), hint)
+                               for name, *geometry, hint in GEOMETRIES])
     cases.append(Case(GRADCHECK_CASE, _backward_args(rng, 2, 2, 2, 4, 4, 3, 2, 2, 1),
                       GRADCHECK_HINT, gradients_by_finite_differences))
     return cases

@@ -4,10 +4,9 @@ import numpy as np
 
 from fcnn import layers
 from fcnn.exercises.exercise import (
-    AVERAGED_HINT, FLOAT32_CASE, FLOAT32_HINT, GRADCHECK_HINT, Case, Exercise, Mistake, as_float32,
-    bias_gradient_mistakes, random, replace,
+    AVERAGED_HINT, GRADCHECK_HINT, Case, Exercise, Mistake, bias_gradient_mistakes, finite_difference_gradients,
+    random, replace, with_float32_case,
 )
-from fcnn.gradcheck import numerical_gradient
 
 # --- cases ------------------------------------------------------------------------------------
 
@@ -25,28 +24,20 @@ SHAPES = [
 def forward_cases():
     """Ladder for dense_forward(x, w, b)."""
     rng = np.random.default_rng(2007)
-    cases = [Case(name, (random(rng, (N, D)), random(rng, (D, M)), random(rng, M)), hint)
-             for name, N, D, M, hint in SHAPES]
-    cases.append(Case(FLOAT32_CASE, as_float32(cases[-1].args), FLOAT32_HINT))
-    return cases
+    return with_float32_case([Case(name, (random(rng, (N, D)), random(rng, (D, M)), random(rng, M)), hint)
+                              for name, N, D, M, hint in SHAPES])
 
 
 def gradients_by_finite_differences(dout, x, w):
     """(dx, dw, db) of L = sum(dense_forward(x, w, b) * dout), by central differences."""
-    b = np.zeros(w.shape[1])
-
-    def loss():
-        return np.sum(layers.dense_forward(x, w, b) * dout)
-
-    return numerical_gradient(loss, x), numerical_gradient(loss, w), numerical_gradient(loss, b)
+    return finite_difference_gradients(layers.dense_forward, dout, x, w, np.zeros(w.shape[1]))
 
 
 def backward_cases():
     """Ladder for dense_backward(dout, x, w), ending with finite differences."""
     rng = np.random.default_rng(2008)
-    cases = [Case(name, (random(rng, (N, M)), random(rng, (N, D)), random(rng, (D, M))), hint)
-             for name, N, D, M, hint in SHAPES]
-    cases.append(Case(FLOAT32_CASE, as_float32(cases[-1].args), FLOAT32_HINT))
+    cases = with_float32_case([Case(name, (random(rng, (N, M)), random(rng, (N, D)), random(rng, (D, M))), hint)
+                               for name, N, D, M, hint in SHAPES])
     cases.append(Case(GRADCHECK_CASE, (random(rng, (3, 2)), random(rng, (3, 4)), random(rng, (4, 2))),
                       GRADCHECK_HINT, gradients_by_finite_differences))
     return cases

@@ -8,6 +8,8 @@ from typing import Callable
 
 import numpy as np
 
+from fcnn.gradcheck import numerical_gradient
+
 
 @dataclass(frozen=True)
 class Case:
@@ -95,6 +97,20 @@ def as_float32(args):
     """The same arguments with every float64 array made float32 (integer labels stay as they are)."""
     return tuple(a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype == np.float64 else a
                  for a in args)
+
+
+def with_float32_case(cases, like=-1):
+    """cases, then FLOAT32_CASE: the arguments of cases[like] in float32."""
+    return [*cases, Case(FLOAT32_CASE, as_float32(cases[like].args), FLOAT32_HINT)]
+
+
+def finite_difference_gradients(forward, dout, *arrays):
+    """Gradients of L = sum(forward(*arrays) * dout) with respect to each of `arrays` (float64),
+    by central differences: the expected outputs of a backward ladder's last case."""
+    def loss():
+        return np.sum(forward(*arrays) * dout)
+
+    return tuple(numerical_gradient(loss, array) for array in arrays)
 
 
 def flip(w):

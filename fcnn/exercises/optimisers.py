@@ -4,7 +4,7 @@ ladders of cases and their known mistakes (the references are fcnn.optim's, PyTo
 import numpy as np
 
 from fcnn import optim
-from fcnn.exercises.exercise import FLOAT32_CASE, FLOAT32_HINT, Case, Exercise, Mistake, as_float32, random
+from fcnn.exercises.exercise import Case, Exercise, Mistake, random, with_float32_case
 
 # --- cases ------------------------------------------------------------------------------------
 
@@ -38,8 +38,7 @@ def adam_cases():
         Case(ADAM_HYPERPARAMETERS_CASE, (random(rng, shape), random(rng, shape), m, v, 2, 0.05, 0.8, 0.9, 0.01),
              "beta1, beta2 and eps are given here: use the arguments, not the defaults."),
     ]
-    cases.append(Case(FLOAT32_CASE, as_float32(cases[1].args), FLOAT32_HINT))
-    return cases
+    return with_float32_case(cases, like=1)
 
 
 RMSPROP_FIRST = "the first step: s still 0"
@@ -63,8 +62,7 @@ def rmsprop_cases():
         Case(RMSPROP_HYPERPARAMETERS_CASE, (random(rng, shape), random(rng, shape), s, 0.05, 0.9, 0.01),
              "alpha and eps are given here: use the arguments, not the defaults."),
     ]
-    cases.append(Case(FLOAT32_CASE, as_float32(cases[1].args), FLOAT32_HINT))
-    return cases
+    return with_float32_case(cases, like=1)
 
 
 # --- known mistakes ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The maxpool2d exercises: forward and backward, their ladder of cases and their known mistakes.
+"""The maxpool2d exercises: forward and backward, their ladder of cases and their known mistakes,
+and the ladder and mistakes every pooling kernel shares (average pooling's build on them).
 
 The tie rules that the reference cannot express (every maximum, a split, the last one) are
 written out with NumPy windows below.
@@ -7,18 +8,57 @@ written out with NumPy windows below.
 import numpy as np
 
 from fcnn.exercises.exercise import (
-    FLOAT32_CASE, FLOAT32_HINT, GRADCHECK_HINT, Case, Exercise, Mistake, as_float32, flip, random,
+    GRADCHECK_HINT, Case, Exercise, Mistake, finite_difference_gradients, flip, random, with_float32_case,
 )
-from fcnn.gradcheck import numerical_gradient
 from fcnn.kernels import loop
 
-# --- cases ------------------------------------------------------------------------------------
+# --- cases, every pooling kernel's ------------------------------------------------------------
 
 FIRST = "one image, one channel, 4x4, 2x2 windows, stride 2"
 DEFAULTS_CASE = "size and stride left to their defaults (2, and None means stride = size)"
 TIES_CASE = "ties: equal values in every window"
 OVERLAPPING_CASE = "overlapping windows (size 3, stride 2)"
 GRADCHECK_CASE = "gradient against finite differences (float64)"
+
+
+def window_inputs(kernel, rng):
+    """The first cases of every pooling ladder, `kernel` ("maxpool2d", "avgpool2d") named in
+    their hints: [(name, x, (size, stride) or () for the defaults, hint)], simplest first."""
+    return [
+        (FIRST, random(rng, (1, 1, 4, 4)), (2, 2), None),
+        ("a batch of two images with two channels", random(rng, (2, 2, 4, 4)), (2, 2),
+         "This is the first case with several images and channels: each (n, c) is pooled on its own."),
+        ("a non-square 4x6 image", random(rng, (1, 1, 4, 6)), (2, 2),
+         "This is the first non-square image: H counts rows (axis 2), W counts columns (axis 3)."),
+        ("3x3 windows, stride 3", random(rng, (1, 1, 6, 6)), (3, 3), None),
+        ("a 5x5 image: the last row and column are left over", random(rng, (1, 1, 5, 5)), (2, 2),
+         "The windows do not tile the image: H' = 1 + (H - size) // stride rounds down, and the "
+         "left-over pixels get no gradient."),
+        (DEFAULTS_CASE, random(rng, (1, 2, 4, 4)), (),
+         f"Called as {kernel}(x) (or (dout, x)): size defaults to 2 and stride None means stride = size."),
+    ]
+
+
+def forward_ladder(inputs):
+    """Ladder for a pooling forward(x, size, stride): one case per input of `inputs`
+    (window_inputs' form), then the last in float32."""
+    return with_float32_case([Case(name, (x, *window), hint) for name, x, window, hint in inputs])
+
+
+def backward_ladder(inputs, forward, rng, gradcheck_x):
+    """Ladder for a pooling backward(dout, x, size, stride): one case per input, the last in float32,
+    then dx at gradcheck_x (2, 2, 5, 5), size 3, stride 2, against central differences of `forward`."""
+    cases = [Case(name, (random(rng, forward(x, *window).shape), x, *window), hint)
+             for name, x, window, hint in inputs]
+
+    def gradient_by_finite_differences(dout, x, size=2, stride=None):
+        """dx of L = sum(forward(x, size, stride) * dout), by central differences."""
+        return finite_difference_gradients(lambda x: forward(x, size, stride), dout, x)[0]
+
+    return [*with_float32_case(cases),
+            Case(GRADCHECK_CASE, (random(rng, (2, 2, 2, 2)), gradcheck_x, 3, 2), GRADCHECK_HINT,
+                 gradient_by_finite_differences)]
+
 
 # Every window of this 4x4 image has a tied maximum, each in a different place.
 TIES = np.array([[1, 1, 0, 2],
@@ -28,21 +68,11 @@ TIES = np.array([[1, 1, 0, 2],
 
 
 def _inputs():
-    """[(name, x, (size, stride) or () for the defaults, hint)], random values without ties first."""
+    """Max-pooling's inputs: window_inputs (random values, no ties), then ties and overlaps."""
     rng = np.random.default_rng(2003)
     overlapping = random(rng, (1, 1, 7, 7))
     overlapping[0, 0, 2, 2] = 2.0  # the maximum of four overlapping windows
-    return [
-        (FIRST, random(rng, (1, 1, 4, 4)), (2, 2), None),
-        ("a batch of two images with two channels", random(rng, (2, 2, 4, 4)), (2, 2),
-         "This is the first case with several images and channels: each (n, c) is pooled on its own."),
-        ("a non-square 4x6 image", random(rng, (1, 1, 4, 6)), (2, 2),
-         "This is the first non-square image: H counts rows (axis 2), W counts columns (axis 3)."),
-        ("3x3 windows, stride 3", random(rng, (1, 1, 6, 6)), (3, 3), None),
-        ("a 5x5 image: the last row and column are left over", random(rng, (1, 1, 5, 5)), (2, 2),
-         "The windows do not tile the image: H' = 1 + (H - size) // stride rounds down."),
-        (DEFAULTS_CASE, random(rng, (1, 2, 4, 4)), (),
-         "Called as maxpool2d(x) (or (dout, x)): size defaults to 2 and stride None means stride = size."),
+    return window_inputs("maxpool2d", rng) + [
         (TIES_CASE, TIES[None, None].copy(), (2, 2),
          "This is the first case with ties: a window's gradient goes whole to its first maximum "
          "in row-major order."),
@@ -57,29 +87,15 @@ def _inputs():
 
 def forward_cases():
     """Ladder for maxpool2d_forward(x, size, stride)."""
-    cases = [Case(name, (x, *window), hint) for name, x, window, hint in _inputs()]
-    cases.append(Case(FLOAT32_CASE, as_float32(cases[-1].args), FLOAT32_HINT))
-    return cases
-
-
-def gradient_by_finite_differences(dout, x, size=2, stride=None):
-    """dx of L = sum(maxpool2d_forward(x) * dout), by central differences (x must have no ties)."""
-    return numerical_gradient(lambda: np.sum(loop.maxpool2d_forward(x, size, stride) * dout), x)
+    return forward_ladder(_inputs())
 
 
 def backward_cases():
     """Ladder for maxpool2d_backward(dout, x, size, stride), ending with finite differences."""
     rng = np.random.default_rng(2004)
-    cases = []
-    for name, x, window, hint in _inputs():
-        out_shape = loop.maxpool2d_forward(x, *window).shape
-        cases.append(Case(name, (random(rng, out_shape), x, *window), hint))
-    cases.append(Case(FLOAT32_CASE, as_float32(cases[-1].args), FLOAT32_HINT))
     # Distinct values 0.01 apart: a step of 1e-6 never changes which input wins a window.
-    x = (rng.permutation(2 * 2 * 5 * 5) * 0.01).reshape(2, 2, 5, 5)
-    cases.append(Case(GRADCHECK_CASE, (random(rng, (2, 2, 2, 2)), x, 3, 2), GRADCHECK_HINT,
-                      gradient_by_finite_differences))
-    return cases
+    gradcheck_x = (rng.permutation(2 * 2 * 5 * 5) * 0.01).reshape(2, 2, 5, 5)
+    return backward_ladder(_inputs(), loop.maxpool2d_forward, rng, gradcheck_x)
 
 
 # --- known mistakes ---------------------------------------------------------------------------
@@ -88,15 +104,20 @@ def _stride(size, stride):
     return size if stride is None else stride
 
 
-def _backward_shared(dout, x, size, stride, share):
-    """dx when every window spreads its gradient over its inputs by weights share(window)."""
+def spread(dout, x, size, stride, share, accumulate=True):
+    """dx when every window hands its gradient to its inputs, weighted by share(the window's x values)
+    (a scalar or the window's shape); = instead of += when not accumulate."""
     stride = _stride(size, stride)
     dx = np.zeros_like(x)
     for i in range(dout.shape[2]):
         for j in range(dout.shape[3]):
-            rows = slice(i * stride, i * stride + size)
-            columns = slice(j * stride, j * stride + size)
-            dx[:, :, rows, columns] += share(x[:, :, rows, columns]) * dout[:, :, i:i + 1, j:j + 1]
+            window = (slice(None), slice(None), slice(i * stride, i * stride + size),
+                      slice(j * stride, j * stride + size))
+            gradient = share(x[window]) * dout[:, :, i:i + 1, j:j + 1]
+            if accumulate:
+                dx[window] += gradient
+            else:
+                dx[window] = gradient
     return dx
 
 
@@ -135,33 +156,39 @@ STRIDE_NONE_HINT = "stride None means stride = size (windows side by side), not 
 STRIDE_HINT = "stride is ignored: window (i, j) starts at row i*stride and column j*stride, not i*size."
 SHAPE_RULE = "H' = 1 + (H - size) // stride and W' = 1 + (W - size) // stride"
 
-FORWARD_MISTAKES = [
-    Mistake(STRIDE_NONE_HINT,
-            lambda x, size=2, stride=None: loop.maxpool2d_forward(x, size, 1) if stride is None else None),
-    Mistake(STRIDE_HINT,
-            lambda x, size=2, stride=None:
-                loop.maxpool2d_forward(x, size, size) if stride not in (None, size) else None),
-]
+
+def stride_mistakes(reference, arrays):
+    """A pooling kernel's two stride mistakes, stride None taken as 1 and stride taken as size, made
+    by reference(*args) (its first `arrays` arguments arrays, then size=2, stride=None)."""
+    def with_stride(wrong_stride):
+        def output(*args):
+            window = args[arrays:]
+            size = window[0] if window else 2
+            stride = window[1] if len(window) > 1 else None
+            wrong = wrong_stride(size, stride)
+            return None if wrong is None else reference(*args[:arrays], size, wrong)
+        return output
+
+    return [Mistake(STRIDE_NONE_HINT, with_stride(lambda size, stride: 1 if stride is None else None)),
+            Mistake(STRIDE_HINT, with_stride(lambda size, stride: size if stride not in (None, size) else None))]
+
+
+FORWARD_MISTAKES = stride_mistakes(loop.maxpool2d_forward, 1)
 
 BACKWARD_MISTAKES = [
     Mistake("the gradient went to every tied maximum of a window; on ties it goes whole to the "
             "first maximum in row-major order.",
-            lambda dout, x, size=2, stride=None: _backward_shared(dout, x, size, stride, _every_maximum)),
+            lambda dout, x, size=2, stride=None: spread(dout, x, size, stride, _every_maximum)),
     Mistake("the gradient was split among tied maxima; on ties it goes whole to the first maximum "
             "in row-major order.",
-            lambda dout, x, size=2, stride=None: _backward_shared(dout, x, size, stride, _maximum_share)),
+            lambda dout, x, size=2, stride=None: spread(dout, x, size, stride, _maximum_share)),
     Mistake("the gradient went to the last tied maximum; keep the first (replace the best so far "
             "only when value > largest, not >=).",
             _backward_last_maximum),
     Mistake("overlapping windows overwrite each other's gradient: add it (+=), so that an input "
             "that wins two windows receives both.",
             _backward_overwriting),
-    Mistake(STRIDE_NONE_HINT,
-            lambda dout, x, size=2, stride=None:
-                loop.maxpool2d_backward(dout, x, size, 1) if stride is None else None),
-    Mistake(STRIDE_HINT,
-            lambda dout, x, size=2, stride=None:
-                loop.maxpool2d_backward(dout, x, size, size) if stride not in (None, size) else None),
+    *stride_mistakes(loop.maxpool2d_backward, 2),
 ]
 
 # --- the exercises ----------------------------------------------------------------------------

@@ -4,9 +4,8 @@ import numpy as np
 
 from fcnn import layers
 from fcnn.exercises.exercise import (
-    FLOAT32_CASE, FLOAT32_HINT, GRADCHECK_HINT, Case, Exercise, Mistake, as_float32, random,
+    GRADCHECK_HINT, Case, Exercise, Mistake, finite_difference_gradients, random, with_float32_case,
 )
-from fcnn.gradcheck import numerical_gradient
 
 # --- cases ------------------------------------------------------------------------------------
 
@@ -28,21 +27,19 @@ def _inputs(rng):
 
 def forward_cases():
     """Ladder for relu_forward(x)."""
-    cases = [Case(name, (x,), hint) for name, x, hint in _inputs(np.random.default_rng(2005))]
-    cases.append(Case(FLOAT32_CASE, as_float32(cases[1].args), FLOAT32_HINT))
-    return cases
+    return with_float32_case([Case(name, (x,), hint) for name, x, hint in _inputs(np.random.default_rng(2005))],
+                             like=1)
 
 
 def gradient_by_finite_differences(dout, x):
     """dx of L = sum(relu_forward(x) * dout), by central differences (x must stay away from 0)."""
-    return numerical_gradient(lambda: np.sum(layers.relu_forward(x) * dout), x)
+    return finite_difference_gradients(layers.relu_forward, dout, x)[0]
 
 
 def backward_cases():
     """Ladder for relu_backward(dout, x), ending with finite differences."""
     rng = np.random.default_rng(2006)
-    cases = [Case(name, (random(rng, x.shape), x), hint) for name, x, hint in _inputs(rng)]
-    cases.append(Case(FLOAT32_CASE, as_float32(cases[1].args), FLOAT32_HINT))
+    cases = with_float32_case([Case(name, (random(rng, x.shape), x), hint) for name, x, hint in _inputs(rng)], like=1)
     x = random(rng, (3, 4))
     x += np.where(x < 0, -0.1, 0.1)  # at least 0.1 from the kink at 0
     cases.append(Case(GRADCHECK_CASE, (random(rng, x.shape), x), GRADCHECK_HINT,
