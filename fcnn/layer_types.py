@@ -69,6 +69,20 @@ def check_int(key, value, minimum):
         raise ValueError(f"{key} must be an integer >= {minimum}; got {value!r}")
 
 
+def check_number(key, value, low, high=math.inf, low_inclusive=True, high_inclusive=False):
+    """A spec's value must be a finite real number from low to high, each bound in or out (bool is refused).
+
+    NaN fails every comparison and so is refused; with high = inf (excluded) that bound asks only finiteness.
+    """
+    is_real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not (is_real and (low <= value if low_inclusive else low < value)
+            and (value <= high if high_inclusive else value < high)):
+        bounds = f"{'>=' if low_inclusive else '>'} {low}"
+        if high != math.inf:
+            bounds += f" and {'<=' if high_inclusive else '<'} {high}"
+        raise ValueError(f"{key} must be a finite number {bounds}; got {value!r}")
+
+
 class Conv(LayerType):
     """Convolution: x (N, C, H, W), w (F, C, KH, KW), b (F,) -> out (N, F, H', W')."""
 
@@ -264,13 +278,6 @@ class AvgPool(MaxPool):
         return kernels.avgpool2d_backward(dout, x, spec["size"], spec["stride"]), {}
 
 
-def check_fraction(key, value, below_one=True):
-    """A spec's value must be a finite number in [0, 1) (or [0, 1] with below_one False)."""
-    is_real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    if not is_real or not math.isfinite(value) or value < 0 or value > 1 or (below_one and value == 1):
-        raise ValueError(f"{key} must be a number >= 0 and {'< 1' if below_one else '<= 1'}; got {value!r}")
-
-
 class Dropout(LayerType):
     """Inverted dropout: in training, each value kept with probability 1 - rate and scaled by
     1 / (1 - rate), the mask drawn from the step's Generator; in evaluation, out = x."""
@@ -279,7 +286,7 @@ class Dropout(LayerType):
 
     @staticmethod
     def resolve(spec):
-        check_fraction("rate", spec["rate"])
+        check_number("rate", spec["rate"], 0, 1)
         return spec
 
     @staticmethod
@@ -314,10 +321,8 @@ class BatchNorm(LayerType):
 
     @staticmethod
     def resolve(spec):
-        check_fraction("momentum", spec["momentum"], below_one=False)
-        eps = spec["eps"]
-        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)) or not 0 < eps < math.inf:
-            raise ValueError(f"eps must be a finite number > 0; got {eps!r}")
+        check_number("momentum", spec["momentum"], 0, 1, high_inclusive=True)
+        check_number("eps", spec["eps"], 0, low_inclusive=False)
         return spec
 
     @staticmethod

@@ -83,10 +83,14 @@ def test_the_new_layer_types_have_their_defaults_shapes_and_names():
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ({"type": "dropout", "rate": 1}, r"arch\[0\] \(dropout\): rate must be a number >= 0 and < 1; got 1"),
-        ({"type": "dropout", "rate": -0.1}, r"rate must be a number >= 0 and < 1; got -0.1"),
-        ({"type": "batchnorm", "momentum": float("nan")}, r"arch\[0\] \(batchnorm\): momentum must be a number >= 0 and <= 1; got nan"),
+        ({"type": "dropout", "rate": 1}, r"arch\[0\] \(dropout\): rate must be a finite number >= 0 and < 1; got 1"),
+        ({"type": "dropout", "rate": -0.1}, r"rate must be a finite number >= 0 and < 1; got -0.1"),
+        ({"type": "dropout", "rate": "0.5"}, r"rate must be a finite number >= 0 and < 1; got '0.5'"),
+        ({"type": "batchnorm", "momentum": float("nan")},
+         r"arch\[0\] \(batchnorm\): momentum must be a finite number >= 0 and <= 1; got nan"),
+        ({"type": "batchnorm", "momentum": True}, r"momentum must be a finite number >= 0 and <= 1; got True"),
         ({"type": "batchnorm", "eps": 0}, r"arch\[0\] \(batchnorm\): eps must be a finite number > 0; got 0"),
+        ({"type": "batchnorm", "eps": float("inf")}, r"eps must be a finite number > 0; got inf"),
         ({"type": "avgpool", "size": 0}, r"arch\[0\] \(avgpool\): size must be an integer >= 1; got 0"),
     ],
 )
