@@ -22,7 +22,8 @@ from fcnn.tree import describe_structure, tree_map, tree_paths, tree_structure, 
 
 def check_like_params(function, name, params, tree):
     """tree (grads, velocity, a moment) must have params' structure, and at every path a float
-    array of the shape of params' array there. Raises ValueError naming the path, e.g. conv1.w."""
+    array of the shape and dtype of params' array there (a float64 gradient of a float32 param
+    would be rounded without a word). Raises ValueError naming the path, e.g. conv1.w."""
     if tree_structure(tree) != tree_structure(params):
         raise ValueError(
             f"{function}: {name} must have the structure of params {describe_structure(params)}; "
@@ -37,6 +38,9 @@ def check_like_params(function, name, params, tree):
         if array.shape != p.shape:
             raise ValueError(f"{function}: {name} {where} must have the shape of params {where}, {p.shape}; "
                              f"got {array.shape}")
+        if array.dtype != p.dtype:
+            raise ValueError(f"{function}: {name} {where} must have the dtype of params {where}, {p.dtype}; "
+                             f"got {array.dtype}")
 
 
 def zeros_like(params):

@@ -62,6 +62,11 @@ def with_leaf(tree, layer, key, value):
          r"grads conv1\.b must be a float32 or float64 array; got int64"),
         ("velocity", "conv1", "b", lambda a: a.tolist(),
          r"velocity conv1\.b must be a float32 or float64 array; got list"),
+        # Rounded to float32 without a word before.
+        ("grads", "dense1", "w", lambda a: a.astype(np.float64),
+         r"grads dense1\.w must have the dtype of params dense1\.w, float32; got float64"),
+        ("velocity", "conv1", "w", lambda a: a.astype(np.float64),
+         r"velocity conv1\.w must have the dtype of params conv1\.w, float32; got float64"),
     ],
 )
 def test_trees_that_do_not_match_params_are_refused_naming_the_path(which, layer, key, make, message):
@@ -168,7 +173,7 @@ def test_optimisers_match_pytorch_over_several_steps(case):
 def test_adaptive_optimisers_are_pure_keep_the_dtype_and_start_fresh_from_none(name):
     rng = np.random.default_rng(2)
     params = small_tree(rng, np.float32)
-    grads = tree_map(lambda p: rng.standard_normal(p.shape), params)  # float64 gradients of float32 params
+    grads = tree_map(lambda p: rng.standard_normal(p.shape, dtype=np.float32), params)
     before = copy.deepcopy((params, grads))
     step = getattr(fcnn, name)
     new_params, state = step(params, grads, None, lr=0.01)
@@ -211,6 +216,12 @@ def list_tree(tree):
         (lambda p, g: fcnn.adam_step(p, g, {"t": 1, "m": g, "v": {"conv1": g["conv1"]}}, lr=0.1), r"adam_step: state v must have the structure of params"),
         (lambda p, g: fcnn.rmsprop_step(p, g, {"s": tree_map(lambda a: a[:1], g)}, lr=0.1), r"rmsprop_step: state s conv1\.w must have the shape of params conv1\.w"),
         (lambda p, g: fcnn.rmsprop_step(p, {"conv1": g["conv1"]}, None, lr=0.1), r"rmsprop_step: grads must have the structure of params"),
+        (lambda p, g: fcnn.adam_step(p, tree_map(lambda a: a.astype(np.float32), g), None, lr=0.1),
+         r"adam_step: grads conv1\.w must have the dtype of params conv1\.w, float64; got float32"),
+        (lambda p, g: fcnn.adamw_step(p, g, {"t": 1, "m": g, "v": tree_map(lambda a: a.astype(np.float32), g)}, lr=0.1),
+         r"adamw_step: state v conv1\.w must have the dtype of params conv1\.w, float64; got float32"),
+        (lambda p, g: fcnn.rmsprop_step(p, g, {"s": tree_map(lambda a: a.astype(np.float32), g)}, lr=0.1),
+         r"rmsprop_step: state s conv1\.w must have the dtype of params conv1\.w, float64; got float32"),
     ],
 )
 def test_adaptive_optimisers_refuse_arguments_that_cannot_be_right(call, message):
