@@ -38,7 +38,7 @@ EPS = 1e-5  # batch norm's default, as PyTorch's
 # Arithmetic per value as loop.py writes it: batch norm's statistics 4 (mean: add; variance:
 # subtract, square, add), forward + 4 (subtract, two multiplies, add), backward + 11 (dbeta 1,
 # dgamma 3, dx 7); dropout forward 2 (compare, multiply), backward 1.
-FLOPS_PER_VALUE = {"batchnorm forward": 8, "batchnorm backward": 15, "dropout forward": 2, "dropout backward": 1}
+FLOPS_PER_VALUE = {"batchnorm_forward": 8, "batchnorm_backward": 15, "dropout_forward": 2, "dropout_backward": 1}
 
 
 def case_id(case):
@@ -47,8 +47,9 @@ def case_id(case):
 
 
 def group(kernel, case):
+    """"batchnorm forward: after lenet5 conv1 (32, 6, 28, 28)": the kernel, where it runs, its input's shape."""
     where, batch, shape = case
-    return f"{kernel}: {where} {(batch, *shape)}"
+    return f"{kernel.replace('_', ' ')}: {where} {(batch, *shape)}"
 
 
 def images_for(backend, case):
@@ -88,46 +89,45 @@ def pool_inputs(rng, images, shape):
     return x, rng.standard_normal((images, C, *out_hw), dtype=np.float32)
 
 
-def fcnn_call(kernel, rng, images, shape):
-    """(name of the backend kernel, its arguments, the same call on the numpy backend) for `kernel`."""
+def kernel_args(kernel, rng, images, shape):
+    """The float32 arguments of `kernel` for `images` values of `shape` (dropout forward's Generator seeded 1)."""
     if kernel.startswith("batchnorm"):
         x, gamma, beta, dout = norm_inputs(rng, images, shape)
-        if kernel == "batchnorm forward":
-            return "batchnorm_forward", (x, gamma, beta, EPS)
-        return "batchnorm_backward", (dout, x, gamma, EPS)
+        return (x, gamma, beta, EPS) if kernel == "batchnorm_forward" else (dout, x, gamma, EPS)
     if kernel.startswith("avgpool2d"):
         x, dout = pool_inputs(rng, images, shape)
-        if kernel == "avgpool2d forward":
-            return "avgpool2d_forward", (x, POOL_SIZE, POOL_SIZE)
-        return "avgpool2d_backward", (dout, x, POOL_SIZE, POOL_SIZE)
+        return (x, POOL_SIZE, POOL_SIZE) if kernel == "avgpool2d_forward" else (dout, x, POOL_SIZE, POOL_SIZE)
     x = rng.standard_normal((images, *shape), dtype=np.float32)
-    if kernel == "dropout forward":
-        return "dropout_forward", (x, DROPOUT_RATE, np.random.default_rng(1))
+    if kernel == "dropout_forward":
+        return x, DROPOUT_RATE, np.random.default_rng(1)
     _, mask = REFERENCE.dropout_forward(x, DROPOUT_RATE, np.random.default_rng(1))
-    return "dropout_backward", (rng.standard_normal(x.shape, dtype=np.float32), mask)
+    return rng.standard_normal(x.shape, dtype=np.float32), mask
+
+
+def with_fresh_generator(kernel, args):
+    """args, dropout forward's with a new Generator of the same seed: two calls then draw the same mask."""
+    return (*args[:2], np.random.default_rng(1)) if kernel == "dropout_forward" else args
 
 
 def flops_per_image(kernel, shape):
     """FLOPS_PER_VALUE per value; average pooling, either way, size**2 adds and a divide per output value."""
     if kernel.startswith("avgpool2d"):
         C, H, W = shape
-        return (POOL_SIZE ** 2 + 1) * C * output_size(H, POOL_SIZE, POOL_SIZE, 0) * output_size(W, POOL_SIZE, POOL_SIZE, 0)
+        outputs = C * output_size(H, POOL_SIZE, POOL_SIZE, 0) * output_size(W, POOL_SIZE, POOL_SIZE, 0)
+        return (POOL_SIZE ** 2 + 1) * outputs
     return FLOPS_PER_VALUE[kernel] * int(np.prod(shape))
 
 
-def same_call_again(name, args):
-    """args with a fresh generator of the same seed for dropout forward (its draws then repeat)."""
-    return (*args[:2], np.random.default_rng(1)) if name == "dropout_forward" else args
-
-
-KERNEL_CASES = ([("batchnorm " + direction, case) for direction in ("forward", "backward") for case in NORM_CASES]
-                + [("avgpool2d " + direction, case) for direction in ("forward", "backward") for case in POOL_CASES]
-                + [("dropout " + direction, case) for direction in ("forward", "backward") for case in NORM_CASES])
+# Each kernel and the cases it is timed on.
+TIMED = {"batchnorm_forward": NORM_CASES, "batchnorm_backward": NORM_CASES,
+         "avgpool2d_forward": POOL_CASES, "avgpool2d_backward": POOL_CASES,
+         "dropout_forward": NORM_CASES, "dropout_backward": NORM_CASES}
+KERNEL_CASES = [(kernel, case) for kernel, cases in TIMED.items() for case in cases]
 
 
 def kernel_case_id(item):
     kernel, case = item
-    return f"{kernel.replace(' ', '_')}-{case_id(case)}"
+    return f"{kernel}-{case_id(case)}"
 
 
 def as_tuple(result):
@@ -139,11 +139,11 @@ def as_tuple(result):
 def test_fcnn_kernel(benchmark, rng, item, backend):
     kernel, case = item
     benchmark.group = group(kernel, case)
-    name, args = fcnn_call(kernel, rng, images_for(backend, case), case[2])
-    function = own_kernel(backend, name)
+    args = kernel_args(kernel, rng, images_for(backend, case), case[2])
+    function = own_kernel(backend, kernel)
     if backend != "numpy":
-        assert_same(as_tuple(function(*same_call_again(name, args))),
-                    as_tuple(getattr(REFERENCE, name)(*same_call_again(name, args))))
+        assert_same(as_tuple(function(*with_fresh_generator(kernel, args))),
+                    as_tuple(getattr(REFERENCE, kernel)(*with_fresh_generator(kernel, args))))
     run(benchmark, backend, function, args, len(args[0]), flops_per_image(kernel, case[2]))
 
 
@@ -165,8 +165,8 @@ def torch_threads_as_numba(torch):
             torch.set_num_threads(before)
 
 
-def torch_call(torch, kernel, name, args):
-    """(call, expected): the PyTorch function for `kernel` on args, and expected(result), the numbers it must give.
+def torch_call(torch, kernel, args):
+    """(call, expected): PyTorch's `kernel` on args, and expected(its result), the numbers it must give.
 
     Inputs that need no gradient build no graph, so the forwards need no torch.no_grad. A backward
     builds its graph once and times only torch.autograd.grad. PyTorch's dropout draws from its own
@@ -176,30 +176,30 @@ def torch_call(torch, kernel, name, args):
     functional = torch.nn.functional
     tensors = [torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in args]
     if kernel.startswith("dropout"):
-        def dropout_mask(out):
+        def drawn_mask(out):
             mask = ((out != 0) / (1 - DROPOUT_RATE)).to(out.dtype).numpy()
             assert abs((mask > 0).mean() - (1 - DROPOUT_RATE)) < 0.05, "PyTorch must keep 1 - rate of the values"
             return mask
 
-        if kernel == "dropout forward":
+        if kernel == "dropout_forward":
             x, rate, _ = tensors
-            return (lambda: functional.dropout(x, rate, training=True)), lambda out: (args[0] * dropout_mask(out[0]),)
+            return (lambda: functional.dropout(x, rate, training=True)), lambda out: (args[0] * drawn_mask(out[0]),)
         dout, _ = tensors
-        # dropout's gradient does not depend on x's values: ones, none of them dropped to 0 but by the mask.
+        # dropout's gradient does not depend on x's values: ones, so that only the mask makes zeros.
         x = torch.ones(dout.shape, requires_grad=True)
         out = functional.dropout(x, DROPOUT_RATE, training=True)
-        mask = dropout_mask(out.detach())
+        mask = drawn_mask(out.detach())
         return (lambda: torch.autograd.grad(out, [x], dout, retain_graph=True)), lambda _: (args[0] * mask,)
-    reference = as_tuple(getattr(REFERENCE, name)(*args))
-    if kernel == "batchnorm forward":
+    reference = as_tuple(getattr(REFERENCE, kernel)(*args))
+    if kernel == "batchnorm_forward":
         x, gamma, beta, eps = tensors
         return (lambda: functional.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)), lambda _: reference
-    if kernel == "batchnorm backward":
+    if kernel == "batchnorm_backward":
         dout, x, gamma, eps = tensors
         wants = [x.requires_grad_(True), gamma.requires_grad_(True), torch.zeros_like(gamma, requires_grad=True)]
         out = functional.batch_norm(x, None, None, wants[1], wants[2], training=True, eps=eps)
         return (lambda: torch.autograd.grad(out, wants, dout, retain_graph=True)), lambda _: reference
-    if kernel == "avgpool2d forward":
+    if kernel == "avgpool2d_forward":
         x, size, stride = tensors
         return (lambda: functional.avg_pool2d(x, size, stride)), lambda _: reference
     dout, x, size, stride = tensors
@@ -210,13 +210,12 @@ def torch_call(torch, kernel, name, args):
 @pytest.mark.parametrize("item", KERNEL_CASES, ids=kernel_case_id)
 def test_torch_kernel(benchmark, rng, item):
     torch = pytest.importorskip("torch")
-    kernel, case = item
-    benchmark.group = group(kernel, case)
-    name, args = fcnn_call(kernel, rng, case[1], case[2])
+    kernel, (where, batch, shape) = item
+    benchmark.group = group(kernel, (where, batch, shape))
     with torch_threads_as_numba(torch):
-        call, expected = torch_call(torch, kernel, name, args)
+        call, expected = torch_call(torch, kernel, kernel_args(kernel, rng, batch, shape))
         result = as_tuple(call())
         assert_same(result, expected(result))
-        benchmark.extra_info.update(backend="torch", images=case[1], flops_per_image=flops_per_image(kernel, case[2]),
+        benchmark.extra_info.update(backend="torch", images=batch, flops_per_image=flops_per_image(kernel, shape),
                                     threads=torch.get_num_threads())
         benchmark(call)
