@@ -254,8 +254,12 @@ def test_sgd_and_momentum_follow_their_formulas():
 
 def test_optimisers_keep_float32_and_refuse_mismatched_trees():
     params = fcnn.init("seed", seed=0)
-    grads = {layer: {k: np.ones_like(v, dtype=np.float64) for k, v in arrays.items()} for layer, arrays in params.items()}
+    grads = {layer: {k: np.ones_like(v) for k, v in arrays.items()} for layer, arrays in params.items()}
     assert fcnn.sgd_step(params, grads, lr=0.1)["dense1"]["w"].dtype == np.float32
+    grads["dense1"]["w"] = grads["dense1"]["w"].astype(np.float64)
+    with pytest.raises(ValueError, match=r"grads dense1\.w must have the dtype of params dense1\.w, float32; got float64"):
+        fcnn.sgd_step(params, grads, lr=0.1)
+    grads["dense1"]["w"] = grads["dense1"]["w"].astype(np.float32)
     del grads["dense1"]
     with pytest.raises(ValueError, match=r"grads must have the structure of params"):
         fcnn.sgd_step(params, grads, lr=0.1)
