@@ -122,10 +122,13 @@ def test_forcing_a_tile_runs_it_through_the_registry_with_the_same_numbers(tile,
     np.testing.assert_allclose(out, loop.conv2d_forward(x, w, b, 1, pad), **TOLERANCE[np.float32])
 
 
-def test_an_unknown_forced_tile_is_a_value_error_naming_the_choices(monkeypatch):
+def test_an_unknown_tile_is_a_value_error_naming_the_choices(monkeypatch):
     monkeypatch.setenv(machine.TILE_VARIABLE, "eight filters")
     with pytest.raises(ValueError, match="FCNN_CONV_FORWARD_TILE must be one of two filters, four filters"):
         machine.conv_forward_tile(6, 16, 5, 5)
+    x, w, b, pad = conv_arrays(CASES[0], np.float32)
+    with pytest.raises(ValueError, match="tile must be one of two filters, four filters, filters in lanes"):
+        conv_forward.conv2d_forward_in_tile("eight filters", x, w, b, pad)
 
 
 @pytest.mark.parametrize("instructions, C, F, KH, KW, tile", [

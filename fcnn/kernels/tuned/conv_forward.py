@@ -45,6 +45,8 @@ def conv2d_forward(x, w, b, stride=1, pad=0):
 
 def conv2d_forward_in_tile(tile, x, w, b, pad=0):
     """conv2d_forward at stride 1 in the register tile named `tile` (one of machine.TILES), whatever the machine."""
+    if tile not in KERNEL_FACTORIES:
+        raise ValueError(f"conv2d_forward_in_tile: tile must be one of {', '.join(machine.TILES)}; got {tile!r}")
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
     return KERNEL_FACTORIES[tile](C, H, W, F, KH, KW, pad)(x, w, b)
