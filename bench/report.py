@@ -6,7 +6,8 @@ peak) and, on request, a bar chart of the same figures.
 
 The peak is measured (bench/roofline.py: an FMA loop, and a triad for the memory bandwidth), in
 the benchmark run when the JSON holds bench/test_roofline_bench.py's figures, else now; the
-nominal formula (cpu_peak_gflops) is printed beside it.
+nominal formula (cpu_peak_gflops) is printed beside it. A line names the register tiles the tuned
+backend chose on the run's machine (fcnn.kernels.tuned.machine, stored by bench/conftest.py).
 """
 
 import argparse
@@ -36,6 +37,18 @@ def read_benchmarks(path):
     if not data["benchmarks"]:
         raise ValueError(f"{path}: holds no benchmarks (was it written with --benchmark-disable?)")
     return data["benchmarks"]
+
+
+def tuned_kernels_line(path):
+    """"Tuned kernels: ..." of the run: the instruction set numba compiled for and the register tiles
+    the tuned backend took (bench/conftest.py stores fcnn.kernels.tuned.machine.describe() in the
+    JSON's machine_info), or, for a JSON without it, this machine's now, said so."""
+    machine_info = json.loads(Path(path).read_text()).get("machine_info", {})
+    if "fcnn_tuned_kernels" in machine_info:
+        return f"Tuned kernels in this run: {machine_info['fcnn_tuned_kernels']}."
+    from fcnn.kernels.tuned import machine
+
+    return f"Tuned kernels on this machine now (the JSON does not say): {machine.describe()}."
 
 
 def cpu_peak_gflops(cpuinfo="/proc/cpuinfo"):
@@ -259,6 +272,7 @@ def main(argv=None):
     print("GFLOP/s: useful FLOP per image (2 per multiply-add) / time per image.")
     print("\n".join(peak_lines))
     print("vs PyTorch: PyTorch's time per image / this one's (above 1: faster than PyTorch).")
+    print(tuned_kernels_line(args.result))
     print("\n".join(extra_lines(benchmarks)))
     if args.chart:
         try:

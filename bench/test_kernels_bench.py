@@ -4,13 +4,15 @@ One pytest-benchmark group per kernel, direction and layer; `loop` times LOOP_BA
 the others the preset's batch, so compare them per image (extra_info, bench/report.py).
 """
 
+import numba
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
-from workloads import batch_for, conv_multiply_adds, layer_cases
+from workloads import BATCH_SIZES, batch_for, conv_multiply_adds, layer_cases
 
 import fcnn
 from fcnn.kernels.loop import output_size
+from fcnn.kernels.tuned import conv_forward, machine
 
 BACKENDS = fcnn.available_backends()
 CONV_CASES = [case for case in layer_cases() if case["spec"]["type"] == "conv"]
@@ -69,6 +71,57 @@ def test_conv2d_forward(benchmark, rng, case, backend):
     flops = 2 * conv_multiply_adds(w.shape, dout.shape[2:])
     kernel = fcnn.get_backend(backend).conv2d_forward
     run(benchmark, backend, kernel, (x, w, b, case["spec"]["stride"], case["spec"]["pad"]), batch, flops)
+
+
+# ----- the tuned forward's register tiles, each forced, beside the one this machine picks and F.conv2d -----
+
+# Batches the forward tiles are timed at: the preset's training batch, and LeNet-5's 64 too.
+TILE_BATCHES = {case_id(case): BATCH_SIZES[case["preset"]] for case in CONV_CASES}
+TILE_ITEMS = [(case, batch, variant) for case in CONV_CASES for batch in TILE_BATCHES[case_id(case)]
+              for variant in ("torch", *(f"tuned [{tile}]" for tile in machine.TILES))]
+
+
+def tile_item_id(item):
+    case, batch, variant = item
+    return f"{case_id(case)}-b{batch}-{variant.replace(' ', '_')}"
+
+
+@pytest.mark.skipif("tuned" not in BACKENDS, reason="the tuned backend needs numba")
+@pytest.mark.parametrize("item", TILE_ITEMS, ids=tile_item_id)
+def test_conv2d_forward_tiles(benchmark, rng, item):
+    """Every tile of the tuned stride-1 forward, forced, in a group with PyTorch's F.conv2d (oneDNN),
+    so the report's "vs PyTorch" compares each tile with it; extra_info names the tile this
+    machine picks for the layer (`chosen`, fcnn.kernels.tuned.machine)."""
+    case, batch, variant = item
+    spec = case["spec"]
+    assert spec["stride"] == 1, "the tiles are the stride-1 kernels"
+    benchmark.group = f"conv2d forward tiles: {case['preset']} {case['layer']} {(batch, *case['input_shape'])}"
+    x, w, b, dout = conv_inputs(rng, case, batch)
+    flops = 2 * conv_multiply_adds(w.shape, dout.shape[2:])
+    F, C, KH, KW = w.shape
+    benchmark.extra_info.update(chosen=machine.conv_forward_tile(C, F, KH, KW), threads=numba.get_num_threads())
+    if variant != "torch":
+        tile = variant[len("tuned ["):-1]
+        run(benchmark, variant, conv_forward.conv2d_forward_in_tile, (tile, x, w, b, spec["pad"]), batch, flops)
+        return
+    torch = pytest.importorskip("torch")
+    x_, w_, b_ = (torch.from_numpy(a) for a in (x, w, b))
+
+    def forward():
+        with torch.no_grad():
+            return torch.nn.functional.conv2d(x_, w_, b_, stride=1, padding=spec["pad"])
+
+    expected = fcnn.get_backend("tuned").conv2d_forward(x, w, b, 1, spec["pad"])
+    # PyTorch gets the cores numba gets; set only when they differ (bench/test_ladder_bench.py says why).
+    threads_before = torch.get_num_threads()
+    if threads_before != numba.get_num_threads():
+        torch.set_num_threads(numba.get_num_threads())
+    try:
+        np.testing.assert_allclose(forward().numpy(), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+        run(benchmark, variant, forward, (), batch, flops)
+    finally:
+        if torch.get_num_threads() != threads_before:
+            torch.set_num_threads(threads_before)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

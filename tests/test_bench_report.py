@@ -170,3 +170,21 @@ def test_plot_benchmark_names_the_row_missing_a_key(report, tmp_path):
     rows = [{"group": "conv", "backend": "loop", "seconds_per_image": 1e-3}]
     with pytest.raises(ValueError, match=r"rows\[0\].*speedup_over_loop"):
         report.plot_benchmark(rows, tmp_path / "bench.png")
+
+
+def test_the_report_names_the_tuned_kernels_the_run_chose(report, tmp_path, capsys):
+    # bench/conftest.py stores fcnn.kernels.tuned.machine.describe() in the JSON's machine_info.
+    path = benchmark_json(tmp_path / "bench.json", ["conv2d forward"])
+    data = json.loads(path.read_text())
+    data["machine_info"] = {"fcnn_tuned_kernels": "AVX2 (znver3): conv forward tile four filters (KH*KW <= 9), else two filters"}
+    path.write_text(json.dumps(data))
+    assert report.main([str(path), "--peak-gflops", "100"]) == 0
+    assert "Tuned kernels in this run: AVX2 (znver3): conv forward tile four filters" in capsys.readouterr().out
+
+
+def test_without_it_in_the_json_the_report_names_this_machine_s_and_says_so(report, tmp_path, capsys):
+    from fcnn.kernels.tuned import machine
+
+    path = benchmark_json(tmp_path / "bench.json", ["conv2d forward"])
+    assert report.main([str(path), "--peak-gflops", "100"]) == 0
+    assert f"Tuned kernels on this machine now (the JSON does not say): {machine.describe()}." in capsys.readouterr().out

@@ -14,6 +14,7 @@ import pytest
 
 from fcnn.kernels import loop
 from fcnn.kernels.tuned import conv_forward as tuned
+from fcnn.kernels.tuned import machine
 from fcnn.ladder import RUNGS, side_branches
 
 # (N, C, H, W, F, KH, KW, stride, pad)
@@ -89,12 +90,14 @@ def test_last_rung_is_the_tuned_kernel_and_names_are_unique():
     assert len(set(RUNG_IDS)) == len(RUNGS)
 
 
-def test_each_rung_builds_on_an_earlier_one_and_four_filters_is_the_side_branch():
+def test_each_rung_builds_on_the_one_before_and_the_tiles_lead_to_the_tuned_kernel():
+    # Rungs 6 to 8 are the tuned kernel's register tiles (more filters per pass each); every
+    # rung is built on, so no side branch is left.
     assert RUNGS[0].builds_on is None
     for position, rung in enumerate(RUNGS[1:], start=1):
-        assert rung.builds_on in RUNG_IDS[:position], rung
-    assert RUNGS[-1].builds_on == "taps in registers"
-    assert side_branches(RUNGS) == ["four filters"]
+        assert rung.builds_on == RUNG_IDS[position - 1], rung
+    assert RUNG_IDS[5:8] == list(machine.TILES)
+    assert side_branches(RUNGS) == []
 
 
 def test_compiled_rungs_have_cache_names_of_their_own():

@@ -3,8 +3,9 @@
 Every rung has the kernel contract's signature and gives loop.py's numbers: stride-1 rungs hand
 other strides to the numba backend's compiled loop. The padding and the copy out of the wide
 rows are shared (fcnn.ladder.layout), so each compiled rung's body is the loop nest it changes.
-The last rung is fcnn.kernels.tuned.conv_forward.conv2d_forward itself; docs/ladder.md has every
-rung's figures and why it helps, or not.
+Rungs 6 to 8 are the tuned kernel's register tiles; the last rung is
+fcnn.kernels.tuned.conv_forward.conv2d_forward itself, which runs the tile that fits the machine.
+docs/ladder.md has every rung's figures and why it helps, or not.
 """
 
 import functools
@@ -13,8 +14,8 @@ import numba
 import numpy as np
 
 from fcnn.kernels import compiled_loop
-from fcnn.kernels.tuned.conv_forward import compile_variant
-from fcnn.kernels.tuned.conv_forward import conv2d_forward as two_filters
+from fcnn.kernels.numba_cache import compile_variant
+from fcnn.kernels.tuned import conv_forward as tuned_forward
 from fcnn.ladder.layout import padded_planes, store_wide_rows, wide_sizes
 from fcnn.ladder.rung import Rung
 
@@ -151,71 +152,52 @@ def taps_in_registers(x, w, b, stride=1, pad=0):
     return per_shape(_taps_in_registers_kernel, x, w, b, stride, pad)
 
 
-@functools.cache
-def _four_filters_kernel(C, H, W, F, KH, KW, pad):
-    """Rung 6's kernel for one layer shape: rung 5 with four filters sharing each input load."""
-    Hp, Wp, H_out, W_out, P = wide_sizes(H, W, KH, KW, pad)
+# The tuned kernel's register tiles, each compiled per layer shape (fcnn.kernels.tuned.conv_forward).
+_two_filters_kernel = tuned_forward.stride1_kernel
+_four_filters_kernel = tuned_forward.four_filters_kernel
+_filters_in_lanes_kernel = tuned_forward.filters_in_lanes_kernel
 
-    def kernel(x, w, b):
-        N = x.shape[0]
-        out = np.empty((N, F, H_out, W_out), dtype=x.dtype)
-        for n in numba.prange(N):
-            xpad = padded_planes(x[n], pad, Hp, Wp)
-            wide = np.empty((4, P), dtype=x.dtype)
-            # A last block of fewer than four filters repeats filter F - 1: same values, written again.
-            for f0 in range(0, F, 4):
-                f1 = min(f0 + 1, F - 1)
-                f2 = min(f0 + 2, F - 1)
-                f3 = min(f0 + 3, F - 1)
-                wide[0] = b[f0]
-                wide[1] = b[f1]
-                wide[2] = b[f2]
-                wide[3] = b[f3]
-                for c in range(C):
-                    for p in range(P):
-                        sum0 = wide[0, p]
-                        sum1 = wide[1, p]
-                        sum2 = wide[2, p]
-                        sum3 = wide[3, p]
-                        for ki in range(KH):
-                            for kj in range(KW):
-                                pixel = xpad[c, p + ki * Wp + kj]
-                                sum0 += w[f0, c, ki, kj] * pixel
-                                sum1 += w[f1, c, ki, kj] * pixel
-                                sum2 += w[f2, c, ki, kj] * pixel
-                                sum3 += w[f3, c, ki, kj] * pixel
-                        wide[0, p] = sum0
-                        wide[1, p] = sum1
-                        wide[2, p] = sum2
-                        wide[3, p] = sum3
-                store_wide_rows(wide[0], Wp, out[n, f0])
-                store_wide_rows(wide[1], Wp, out[n, f1])
-                store_wide_rows(wide[2], Wp, out[n, f2])
-                store_wide_rows(wide[3], Wp, out[n, f3])
-        return out
 
-    return compile_variant(kernel, "ladder_four_filters", **OPTIONS)
+def two_filters(x, w, b, stride=1, pad=0):
+    """Rung 6: rung 5 with two filters per pass over the input, two sums per p (the tuned "two filters" tile).
+
+    Half the input loads of rung 5 per FMA, two independent chains, and a body LLVM still
+    vectorises for 5x5 kernels (50 vector FMAs).
+    """
+    return per_shape(_two_filters_kernel, x, w, b, stride, pad)
 
 
 def four_filters(x, w, b, stride=1, pad=0):
-    """Rung 6, a side branch: rung 5 with four filters per pass over the input, four sums per p.
+    """Rung 7: four filters per pass, four sums per p (the tuned "four filters" tile).
 
-    Each input load feeds four FMAs, and four independent chains hide the FMA latency. For 5x5
-    kernels the unrolled body (4 x 25 taps) is too large and LLVM stops vectorising the loop
-    over p: a dead end there, so the next rung goes back to rung 5 and takes two filters.
+    Each input load feeds four FMAs. For 3x3 kernels the fastest wide-row tile; for 5x5 the
+    unrolled body (4 x 25 taps) is too large and LLVM stops vectorising the loop over p.
     """
     return per_shape(_four_filters_kernel, x, w, b, stride, pad)
 
 
-# The ladder in order. Each rung transforms the one it names; "four filters" is a side branch
-# (no rung builds on it), and the last rung, the tuned kernel itself, builds on rung 5: two
-# filters per pass (fcnn.kernels.tuned.conv_forward).
+def filters_in_lanes(x, w, b, stride=1, pad=0):
+    """Rung 8: every filter at once, in the vector lanes; a row of output columns as the sums (the tuned
+    "filters in lanes" tile).
+
+    Where rungs 6 and 7 unroll more filters into the loop body, this one vectorises over the
+    filters and keeps 10 columns x F filters of sums in registers: no junk columns, one broadcast
+    input pixel per F/8 FMAs. It needs AVX-512's 32 vector registers.
+    """
+    return per_shape(_filters_in_lanes_kernel, x, w, b, stride, pad)
+
+
+# The ladder in order: each rung transforms the one it names. Rungs 6 to 8 are the tuned
+# kernel's register tiles, more filters per pass each; the last rung, the tuned kernel itself,
+# runs the one that fits the machine and the layer (fcnn.kernels.tuned.machine).
 RUNGS = (
     Rung("compiled as is", compiled_as_is, None),
     Rung("stride constant", stride_constant, "compiled as is"),
     Rung("wide rows", wide_rows, "stride constant"),
     Rung("sizes constant", sizes_constant, "wide rows"),
     Rung("taps in registers", taps_in_registers, "sizes constant"),
-    Rung("four filters", four_filters, "taps in registers"),
-    Rung("two filters (tuned)", two_filters, "taps in registers"),
+    Rung("two filters", two_filters, "taps in registers"),
+    Rung("four filters", four_filters, "two filters"),
+    Rung("filters in lanes", filters_in_lanes, "four filters"),
+    Rung("tuned (tile per machine)", tuned_forward.conv2d_forward, "filters in lanes"),
 )

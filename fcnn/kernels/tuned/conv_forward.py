@@ -1,11 +1,16 @@
-"""Tuned conv2d forward: a stride-1 kernel compiled per layer shape, the top of the ladder (fcnn.ladder).
+"""Tuned conv2d forward: stride-1 kernels compiled per layer shape, in the register tile that fits the machine.
 
-Each padded input plane is read as one flat "wide row" of pitch Wp, so output pixel p = i*Wp + j
-meets input pixel p + ki*Wp + kj through tap (ki, kj): one long unit-stride loop over p that LLVM
-vectorises, where loop.py's rows are W' (10 for LeNet-5's second conv) long. The sizes are
-compile-time constants, so the KH x KW taps unroll inside that loop and each output vector keeps
-its running sum in a register; two filters share every input load. docs/ladder.md has the steps
-and their figures. Other strides go to the numba backend's compiled loop (same numbers, slower).
+Three register tiles, all at the top of the ladder (fcnn.ladder, docs/ladder.md), chosen per
+machine and layer shape by fcnn.kernels.tuned.machine.conv_forward_tile:
+- "two filters" and "four filters" read each padded input plane as one flat "wide row" of pitch
+  Wp, so output pixel p = i*Wp + j meets input pixel p + ki*Wp + kj through tap (ki, kj): one
+  long unit-stride loop over p that LLVM vectorises, the KH x KW taps unrolled inside it, two or
+  four filters sharing every input load;
+- "filters in lanes" puts the filters in the vector lanes and a row of output columns in
+  registers, as oneDNN does: no junk columns, but 2 x 10 vector sums, which only AVX-512's 32
+  registers hold.
+The sizes are compile-time constants (a kernel per shape). Other strides go to the numba
+backend's compiled loop. Every tile gives loop.py's numbers within rounding, NaN and inf included.
 """
 
 import functools
@@ -16,6 +21,11 @@ import numpy as np
 from fcnn.kernels import compiled_loop
 from fcnn.kernels.loop import output_size
 from fcnn.kernels.numba_cache import compile_variant
+from fcnn.kernels.tuned import machine
+
+# Every tile: numba.prange over the batch; `a += w * x` as one fused multiply-add; no
+# ZeroDivisionError branches in the hot loops.
+OPTIONS = dict(parallel=True, fastmath={"contract"}, error_model="numpy")
 
 
 def conv2d_forward(x, w, b, stride=1, pad=0):
@@ -29,14 +39,34 @@ def conv2d_forward(x, w, b, stride=1, pad=0):
     """
     if stride != 1:
         return compiled_loop.conv2d_forward(x, w, b, stride, pad)
+    F, C, KH, KW = w.shape
+    return conv2d_forward_in_tile(machine.conv_forward_tile(C, F, KH, KW), x, w, b, pad)
+
+
+def conv2d_forward_in_tile(tile, x, w, b, pad=0):
+    """conv2d_forward at stride 1 in the register tile named `tile` (one of machine.TILES), whatever the machine."""
+    if tile not in KERNEL_FACTORIES:
+        raise ValueError(f"conv2d_forward_in_tile: tile must be one of {', '.join(machine.TILES)}; got {tile!r}")
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
-    return stride1_kernel(C, H, W, F, KH, KW, pad)(x, w, b)
+    return KERNEL_FACTORIES[tile](C, H, W, F, KH, KW, pad)(x, w, b)
+
+
+@numba.njit(inline="always")
+def _padded_planes(image, pad, Hp, Wp):
+    """image (C, H, W) -> xpad (C, Hp*Wp): plane c zero-padded, pixel (y, x) at (y + pad)*Wp + x + pad."""
+    C, H, W = image.shape
+    xpad = np.zeros((C, Hp * Wp), dtype=image.dtype)
+    for c in range(C):
+        for y in range(H):
+            for x_ in range(W):
+                xpad[c, (y + pad) * Wp + x_ + pad] = image[c, y, x_]
+    return xpad
 
 
 @functools.cache
 def stride1_kernel(C, H, W, F, KH, KW, pad):
-    """The compiled stride-1 kernel for one layer shape: (x, w, b) -> out, any batch size N.
+    """The "two filters" kernel for one layer shape: (x, w, b) -> out, any batch size N.
 
     The sizes are captured by the closure, so numba compiles them in as constants: LLVM knows
     every trip count, unrolls the KH x KW taps and needs no remainder checks for them. The
@@ -54,15 +84,11 @@ def stride1_kernel(C, H, W, F, KH, KW, pad):
         out = np.empty((N, F, H_out, W_out), dtype=x.dtype)
         # One parallel region per call, one image per iteration: 64 images keep 2 cores busy.
         for n in numba.prange(N):
-            xpad = np.zeros((C, Hp * Wp), dtype=x.dtype)
-            for c in range(C):
-                for y in range(H):
-                    for x_ in range(W):
-                        xpad[c, (y + pad) * Wp + x_ + pad] = x[n, c, y, x_]
+            xpad = _padded_planes(x[n], pad, Hp, Wp)
             wide = np.empty((2, P), dtype=x.dtype)
             # Two filters at a time: each input load feeds two FMAs, and the two running sums
             # are two independent dependency chains, so the FMA latency is hidden. (Four
-            # filters made the unrolled body too large for LLVM to vectorise; see the ladder.)
+            # filters made a 5x5 body too large for LLVM to vectorise; see the ladder.)
             # An odd F computes its last filter twice, as f0 and f1: same result, written twice.
             for f0 in range(0, F, 2):
                 f1 = min(f0 + 1, F - 1)
@@ -89,6 +115,116 @@ def stride1_kernel(C, H, W, F, KH, KW, pad):
                         out[n, f1, i, j] = wide[1, i * Wp + j]
         return out
 
-    return compile_variant(
-        kernel, "tuned_conv2d_forward_stride1", parallel=True, fastmath={"contract"}, error_model="numpy"
-    )
+    return compile_variant(kernel, "tuned_conv2d_forward_stride1", **OPTIONS)
+
+
+@functools.cache
+def four_filters_kernel(C, H, W, F, KH, KW, pad):
+    """The "four filters" kernel for one layer shape: "two filters" with four sums per position p.
+
+    Each input load feeds four FMAs, four independent chains. For kernels of up to 3x3 taps the
+    body (4 x 9 FMAs) still vectorises; for 5x5 LLVM gives up (machine.FOUR_FILTERS_MAX_TAPS).
+    """
+    Hp, Wp = H + 2 * pad, W + 2 * pad
+    H_out, W_out = output_size(H, KH, 1, pad), output_size(W, KW, 1, pad)
+    P = (H_out - 1) * Wp + W_out
+
+    def kernel(x, w, b):
+        N = x.shape[0]
+        out = np.empty((N, F, H_out, W_out), dtype=x.dtype)
+        for n in numba.prange(N):
+            xpad = _padded_planes(x[n], pad, Hp, Wp)
+            wide = np.empty((4, P), dtype=x.dtype)
+            # A last block of fewer than four filters repeats filter F - 1: same values, written again.
+            for f0 in range(0, F, 4):
+                f1 = min(f0 + 1, F - 1)
+                f2 = min(f0 + 2, F - 1)
+                f3 = min(f0 + 3, F - 1)
+                for p in range(P):
+                    wide[0, p] = b[f0]
+                    wide[1, p] = b[f1]
+                    wide[2, p] = b[f2]
+                    wide[3, p] = b[f3]
+                for c in range(C):
+                    for p in range(P):
+                        sum0 = wide[0, p]
+                        sum1 = wide[1, p]
+                        sum2 = wide[2, p]
+                        sum3 = wide[3, p]
+                        for ki in range(KH):
+                            for kj in range(KW):
+                                pixel = xpad[c, p + ki * Wp + kj]
+                                sum0 += w[f0, c, ki, kj] * pixel
+                                sum1 += w[f1, c, ki, kj] * pixel
+                                sum2 += w[f2, c, ki, kj] * pixel
+                                sum3 += w[f3, c, ki, kj] * pixel
+                        wide[0, p] = sum0
+                        wide[1, p] = sum1
+                        wide[2, p] = sum2
+                        wide[3, p] = sum3
+                for i in range(H_out):
+                    for j in range(W_out):
+                        out[n, f0, i, j] = wide[0, i * Wp + j]
+                        out[n, f1, i, j] = wide[1, i * Wp + j]
+                        out[n, f2, i, j] = wide[2, i * Wp + j]
+                        out[n, f3, i, j] = wide[3, i * Wp + j]
+        return out
+
+    return compile_variant(kernel, "tuned_conv2d_forward_stride1_four_filters", **OPTIONS)
+
+
+@functools.cache
+def filters_in_lanes_kernel(C, H, W, F, KH, KW, pad):
+    """The "filters in lanes" kernel for one layer shape: filters across the vector lanes, columns in registers.
+
+    For output row i and a block of J = min(LANES_COLUMNS, W') columns from j0, sums[j, f] for
+    all F filters run over the whole C x KH x KW reduction. The loop over f is innermost and
+    unit-stride (weights reordered to wt[c, ki, kj, f]), so LLVM vectorises it (16 filters: two
+    vectors), unrolls the kj and j loops around each FMA, and keeps the J x F sums in registers
+    across the kernel rows ki: each broadcast input pixel feeds F/8 FMAs, each weight vector J.
+    A last block that would run past W' starts at W' - J instead: its overlap is written twice
+    with the same values.
+    """
+    Hp, Wp = H + 2 * pad, W + 2 * pad
+    H_out, W_out = output_size(H, KH, 1, pad), output_size(W, KW, 1, pad)
+    J = min(machine.LANES_COLUMNS, W_out)
+    blocks = -(-W_out // J)
+
+    def kernel(x, w, b):
+        N = x.shape[0]
+        out = np.empty((N, F, H_out, W_out), dtype=x.dtype)
+        wt = np.empty((C, KH, KW, F), dtype=x.dtype)
+        for f in range(F):
+            for c in range(C):
+                for ki in range(KH):
+                    for kj in range(KW):
+                        wt[c, ki, kj, f] = w[f, c, ki, kj]
+        for n in numba.prange(N):
+            xpad = _padded_planes(x[n], pad, Hp, Wp)
+            sums = np.empty((J, F), dtype=x.dtype)
+            for i in range(H_out):
+                for block in range(blocks):
+                    j0 = min(block * J, W_out - J)
+                    for j in range(J):
+                        for f in range(F):
+                            sums[j, f] = b[f]
+                    for c in range(C):
+                        for ki in range(KH):
+                            row = (i + ki) * Wp + j0
+                            for f in range(F):
+                                for kj in range(KW):
+                                    for j in range(J):
+                                        sums[j, f] += wt[c, ki, kj, f] * xpad[c, row + j + kj]
+                    for j in range(J):
+                        for f in range(F):
+                            out[n, f, i, j0 + j] = sums[j, f]
+        return out
+
+    return compile_variant(kernel, "tuned_conv2d_forward_stride1_filters_in_lanes", **OPTIONS)
+
+
+KERNEL_FACTORIES = {
+    machine.TWO_FILTERS: stride1_kernel,
+    machine.FOUR_FILTERS: four_filters_kernel,
+    machine.FILTERS_IN_LANES: filters_in_lanes_kernel,
+}
