@@ -2,12 +2,13 @@
 
 Forward: the convolution, then ReLU and pooling in one pass (max_i relu(z_i) = relu(max_i z_i),
 so no ReLU array is made). Backward, for a stride-1 convolution with a 2x2 pool of stride 2
-(every preset), two ways: where a winner's patch row (KW*C values) fills two vectors or more,
-from the windows' winners alone (winners_backward.py: a quarter of the dense work or less);
-else the pooled gradient goes straight to the winning position of each window, where z > 0,
-inside the wide-row layout the tuned convolution backward reads (one pass instead of maxpool
-backward, ReLU backward and the wide-row copy). Other shapes, and a backward of arrays holding
-an inf or a NaN (see conv_backward.py), run the unfused kernels in sequence.
+(every preset), one of two ways. Where a winner's patch row (KW*C values) fills two vectors or
+more, from the windows' winners alone (winners_backward.py: a quarter of the dense work or
+less). Else the pooled gradient goes straight to the winning position of each window, where
+z > 0, inside the wide-row layout the tuned convolution backward reads: one pass instead of
+maxpool backward, ReLU backward and the wide-row copy. Other shapes, and a backward of arrays
+holding an inf or a NaN (see conv_backward.py), run the unfused kernels in sequence.
+fcnn.ladder.fused_backward has the steps and docs/ladder.md their figures.
 """
 
 import numba
@@ -25,6 +26,13 @@ from fcnn.kernels.tuned.conv_backward import (
     wide_layout,
 )
 from fcnn.kernels.tuned.conv_forward import conv2d_forward
+from fcnn.kernels.tuned.winners_backward import LANES, conv2d_relu_maxpool2d_backward_winners
+
+# The shortest patch row (KW*C) the winners' kernel takes. Below two vectors its rows are mostly
+# loop overhead and rounded-up lanes, and the wide rows' dense reductions win: one thread, us per
+# image, winners against wide rows: LeNet-5's first conv (KW*C = 5) 13 against 12, the seed's (3)
+# 22 against 10, LeNet-5's second (30) 13 against 33.
+WINNERS_MIN_ROW = 2 * LANES
 from fcnn.kernels.tuned.winners_backward import LANES, conv2d_relu_maxpool2d_backward_winners
 
 # The shortest patch row (KW*C) that the winners' kernel takes: below two vectors its rows are mostly
@@ -135,14 +143,36 @@ def backward_through_wide_rows(dout, x, z, w, pad, input_gradient):
     return dx, dw, db
 
 
+def backward_through_wide_rows(dout, x, z, w, pad, input_gradient):
+    """conv2d_relu_maxpool2d_backward of a stride-1 convolution and a 2x2 pool of stride 2, for
+    finite dout, x, w: the routed gradient laid on wide rows, then the tuned dense correlations.
+
+    dout (N, F, H'', W''), x (N, C, H, W), z (N, F, H', W'), w (F, C, KH, KW) ->
+    (dx (N, C, H, W) or None when not input_gradient, dw (F, C, KH, KW), db (F,))
+    """
+    row_pitch, lead, plane = wide_layout(x.shape, w.shape, pad, input_gradient)
+    dz_wide, sums = _unpool2x2_relu_wide_rows(dout, z, row_pitch, lead, plane)
+    dw, db = weight_gradient_from_wide(dz_wide, sums, lead, x, w, pad)
+    dx = input_gradient_from_wide(dz_wide, lead, x.shape, w, pad) if input_gradient else None
+    return dx, dw, db
+
+
+def unfused_backward(dout, x, z, w, stride, pad, size, pool_stride, input_gradient):
+    """conv2d_relu_maxpool2d_backward as three kernels in sequence: maxpool backward, ReLU backward, conv backward."""
+    pool_stride = size if pool_stride is None else pool_stride
+    dz = maxpool2d_backward(dout, np.maximum(z, 0), size, pool_stride) * (z > 0)
+    if input_gradient:
+        return conv2d_backward(dz, x, w, stride, pad)
+    return (None, *conv2d_backward_weights(dz, x, w, stride, pad))
+
+
 def conv2d_relu_maxpool2d_backward(dout, x, z, w, stride, pad, size, pool_stride, input_gradient):
     """The backward of conv2d_relu_maxpool2d_forward: dz = relu'(z) * maxpool2d_backward(dout, relu(z)), then conv2d_backward.
 
     dout (N, F, H'', W''), x (N, C, H, W), z (N, F, H', W'), w (F, C, KH, KW) ->
     (dx (N, C, H, W) or None when not input_gradient, dw (F, C, KH, KW), db (F,))
     """
-    pool_stride = size if pool_stride is None else pool_stride
-    if stride == 1 and size == pool_stride == 2:
+    if stride == 1 and size == 2 and pool_stride in (None, 2):
         _, C, _, KW = w.shape
         if KW * C >= WINNERS_MIN_ROW:
             gradients = conv2d_relu_maxpool2d_backward_winners(dout, x, z, w, pad, input_gradient)
@@ -150,7 +180,4 @@ def conv2d_relu_maxpool2d_backward(dout, x, z, w, stride, pad, size, pool_stride
                 return gradients
         elif finite(dout, x, w):
             return backward_through_wide_rows(dout, x, z, w, pad, input_gradient)
-    dz = maxpool2d_backward(dout, np.maximum(z, 0), size, pool_stride) * (z > 0)
-    if input_gradient:
-        return conv2d_backward(dz, x, w, stride, pad)
-    return (None, *conv2d_backward_weights(dz, x, w, stride, pad))
+    return unfused_backward(dout, x, z, w, stride, pad, size, pool_stride, input_gradient)
