@@ -45,8 +45,8 @@ LAYER_CASES = [
     (2, 1, 9, 9, 2, 3, 3, 1, 1, 3, 2),
     (2, 2, 10, 10, 3, 3, 3, 2, 1, 2, None),
     (1, 1, 6, 6, 1, 1, 1, 1, 0, 2, 1),
-    # Patch rows of KW*C >= 16 values: the winners' kernel (winners_backward.py). A row of exactly
-    # two vectors with padding; odd conv outputs (a rim no window covers); LeNet-5's second conv.
+    # Several channels and wide kernels (patches of 80 and 60 values in winners_backward.py), padding,
+    # odd conv outputs (a rim no window covers); LeNet-5's second conv.
     (2, 4, 9, 9, 3, 5, 4, 1, 1, 2, None),
     (3, 5, 9, 8, 3, 3, 4, 1, 1, 2, 2),
     (1, 6, 14, 14, 16, 5, 5, 1, 0, 2, 2),
@@ -199,8 +199,7 @@ def test_fused_conv2d_relu_maxpool2d_matches_the_loop_composition(case, dtype, t
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", FAST_LAYER_CASES, ids=str)
-def test_winners_backward_matches_the_loop_composition_on_every_row_length(case, dtype, ties, input_gradient):
-    # Called directly, so that short patch rows (which the fused layer sends to the wide rows) are held to loop too.
+def test_winners_backward_matches_the_loop_composition(case, dtype, ties, input_gradient):
     x, w, b, stride, pad, size, pool_stride = layer_arrays(case, dtype, ties)
     out, z, activated = unfused_layer(x, w, b, stride, pad, size, pool_stride)
     dout = np.random.default_rng(6).standard_normal(out.shape).astype(dtype)
