@@ -60,7 +60,8 @@ def winners_backward_kernel(C, H, W, F, KH, KW, pad, input_gradient):
     chunks: how many parts the images are split in (one per thread); length = KW*KH*C rounded up
     to whole vectors (rounded_patch), passed at run time: with a constant trip count LLVM unrolls
     the patch loop into scalar code, whose loads it may not move above the stores to an array it
-    cannot prove apart.
+    cannot prove apart. The sizes are compile-time constants (one kernel per shape, 5 to 10 s of
+    compiling each the first time): read from the arrays instead, the kernel ran 2x to 4x slower.
     """
     Hp, Wp = H + 2 * pad, W + 2 * pad
     H_out = Hp - KH + 1
