@@ -6,7 +6,9 @@ with (workloads.TRAINING_BATCH):
 - conv2d backward weights (dw, db): all three convs (the first layers need no more), against
   PyTorch's convolution backward through autograd for w and b;
 - conv2d backward (dx, dw, db): LeNet-5's second conv, the one conv of the presets whose input
-  needs a gradient, against autograd for x, w and b.
+  needs a gradient, against autograd for x, w and b;
+- fused backward (conv -> ReLU -> 2x2 max-pool, fcnn.ladder.FUSED_RUNGS): all three convs, dx only
+  for LeNet-5's second as the model asks, against autograd through conv2d, relu and max_pool2d.
 extra_info holds each rung's position (PyTorch: 0), the images per call and the FLOP per image,
 for bench/report.py and bench/ladder_chart.py.
 """
@@ -18,7 +20,7 @@ from threadpoolctl import threadpool_limits
 from workloads import TRAINING_BATCH, conv_multiply_adds, layer_cases
 
 from fcnn.kernels.loop import output_size
-from fcnn.ladder import INPUT_RUNGS, RUNGS, WEIGHT_RUNGS
+from fcnn.ladder import FUSED_RUNGS, INPUT_RUNGS, RUNGS, WEIGHT_RUNGS
 
 # (preset, layer) each ladder is timed on.
 FORWARD_LAYERS = [("lenet5", "conv2"), ("seed", "conv1")]
@@ -134,6 +136,86 @@ def test_ladder_torch(benchmark, rng, item):
             backend="torch", rung=0, images=len(x), flops_per_image=flops, threads=torch.get_num_threads()
         )
         benchmark(call)
+    finally:
+        if torch.get_num_threads() != threads_before:
+            torch.set_num_threads(threads_before)
+
+
+# ----- the fused backward: conv -> ReLU -> max-pool, the layer as the model runs it -----------------
+
+FUSED_LAYERS = [("lenet5", "conv1"), ("lenet5", "conv2"), ("seed", "conv1")]
+# The first conv of each preset reads the images: the model asks no dx of it.
+NEEDS_DX = {("lenet5", "conv2")}
+
+
+def fused_inputs(rng, case):
+    """(dout, x, z, w, b, input_gradient) of the layer at its preset's batch, z from the tuned forward, and FLOP per image.
+
+    The FLOP are the dense backward's (dw, and dx where asked): the work the winners' kernel avoids counts as done.
+    """
+    x, w, b, _, flops = ladder_inputs(rng, "conv2d backward weights", case)
+    spec = case["spec"]
+    from fcnn.kernels.tuned import fused
+
+    out, z = fused.conv2d_relu_maxpool2d_forward(x, w, b, spec["stride"], spec["pad"], 2, 2)
+    dout = rng.standard_normal(out.shape, dtype=np.float32)
+    input_gradient = (case["preset"], case["layer"]) in NEEDS_DX
+    return dout, x, z, w, b, input_gradient, flops * (2 if input_gradient else 1)
+
+
+FUSED_ITEMS = [(CASES[layer], position) for layer in FUSED_LAYERS for position in range(1, len(FUSED_RUNGS) + 1)]
+
+
+def fused_id(case):
+    return f"fused_backward-{case['preset']}-{case['layer']}"
+
+
+@pytest.mark.parametrize("item", FUSED_ITEMS, ids=lambda item: f"{fused_id(item[0])}-rung{item[1]}")
+def test_fused_backward_rung(benchmark, rng, item):
+    case, position = item
+    rung = FUSED_RUNGS[position - 1]
+    benchmark.group = ladder_group("fused backward", case)
+    dout, x, z, w, _, input_gradient, flops = fused_inputs(rng, case)
+    args = (dout, x, z, w, case["spec"]["stride"], case["spec"]["pad"], 2, 2, input_gradient)
+    with threadpool_limits(limits=1, user_api="blas"):
+        rung.function(*args)  # warm-up: numba compiles (or loads from its cache) here
+        benchmark.extra_info.update(
+            backend=rung.name, rung=position, images=len(x), flops_per_image=flops, threads=numba.get_num_threads()
+        )
+        benchmark(rung.function, *args)
+
+
+@pytest.mark.parametrize("case", [CASES[layer] for layer in FUSED_LAYERS], ids=fused_id)
+def test_fused_backward_torch(benchmark, rng, case):
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+    benchmark.group = ladder_group("fused backward", case)
+    dout, x, z, w, b, input_gradient, flops = fused_inputs(rng, case)
+    spec = case["spec"]
+    tuned_out = FUSED_RUNGS[-1].function(dout, x, z, w, spec["stride"], spec["pad"], 2, 2, input_gradient)
+    x_t, w_t, b_t, dout_t = (torch.from_numpy(a) for a in (x, w, b, dout))
+    w_t.requires_grad_(True)
+    b_t.requires_grad_(True)
+    wants = [w_t, b_t]
+    if input_gradient:
+        x_t.requires_grad_(True)
+        wants = [x_t, w_t, b_t]
+    out = functional.max_pool2d(functional.relu(functional.conv2d(x_t, w_t, b_t, stride=spec["stride"], padding=spec["pad"])), 2)
+
+    def backward():
+        return torch.autograd.grad(out, wants, dout_t, retain_graph=True)
+
+    threads_before = torch.get_num_threads()
+    if threads_before != numba.get_num_threads():
+        torch.set_num_threads(numba.get_num_threads())
+    try:
+        expected = [value for value in tuned_out if value is not None]
+        for torch_value, value in zip(backward(), expected):
+            np.testing.assert_allclose(torch_value.numpy(), value, rtol=1e-4, atol=1e-4 * np.abs(value).max())
+        benchmark.extra_info.update(
+            backend="torch", rung=0, images=len(x), flops_per_image=flops, threads=torch.get_num_threads()
+        )
+        benchmark(backward)
     finally:
         if torch.get_num_threads() != threads_before:
             torch.set_num_threads(threads_before)

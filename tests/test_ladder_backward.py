@@ -1,8 +1,10 @@
 """The backward ladders' rungs give loop.py's numbers, on any shape.
 
-Every rung of WEIGHT_RUNGS is held to loop.conv2d_backward_weights, and every rung of INPUT_RUNGS
-to loop.conv2d_backward, in float64 and float32, on odd shapes: batch 1, several channels, an odd
-number of filters and channels, non-square kernels and inputs, padding, strides other than 1.
+Every rung of WEIGHT_RUNGS is held to loop.conv2d_backward_weights, every rung of INPUT_RUNGS
+to loop.conv2d_backward, and every rung of FUSED_RUNGS to loop.py's max-pool, ReLU and conv
+backward in a row, in float64 and float32, on odd shapes: batch 1, several channels, an odd
+number of filters and channels, non-square kernels and inputs, padding, strides other than 1
+(and for the fused rungs, pools other than 2x2 of stride 2, patch rows short and long).
 """
 
 import functools
@@ -12,7 +14,9 @@ import pytest
 
 from fcnn.kernels import loop
 from fcnn.kernels.tuned import conv_backward as tuned
-from fcnn.ladder import INPUT_RUNGS, WEIGHT_RUNGS, side_branches
+from fcnn import layers
+from fcnn.kernels.tuned import fused
+from fcnn.ladder import FUSED_RUNGS, INPUT_RUNGS, WEIGHT_RUNGS, side_branches
 
 # (N, C, H, W, F, KH, KW, stride, pad)
 CASES = [
@@ -106,13 +110,15 @@ def test_rounding_bounds_catch_a_missing_term():
 def test_the_tops_are_the_tuned_kernels_and_each_rung_builds_on_an_earlier_one():
     assert WEIGHT_RUNGS[-1].function is tuned.conv2d_backward_weights
     assert INPUT_RUNGS[-1].function is tuned.conv2d_backward
-    for rungs in (WEIGHT_RUNGS, INPUT_RUNGS):
+    assert FUSED_RUNGS[-1].function is fused.conv2d_relu_maxpool2d_backward
+    for rungs in (WEIGHT_RUNGS, INPUT_RUNGS, FUSED_RUNGS):
         names = [rung.name for rung in rungs]
         assert len(set(names)) == len(names) and rungs[0].builds_on is None
         for position, rung in enumerate(rungs[1:], start=1):
             assert rung.builds_on in names[:position], rung
     assert side_branches(WEIGHT_RUNGS) == ["sizes constant"]
     assert side_branches(INPUT_RUNGS) == []
+    assert side_branches(FUSED_RUNGS) == []
 
 
 def test_compiled_rungs_have_cache_names_of_their_own():
@@ -129,3 +135,53 @@ def test_compiled_rungs_have_cache_names_of_their_own():
     names = [kernel.py_func.__qualname__ for kernel in compiled]
     names += [factory(1, 4, 4, 1, 3, 3, 0).py_func.__qualname__ for factory in factories]
     assert len(set(names)) == len(names) == 10
+
+
+# (N, C, H, W, F, KH, KW, stride, pad, size, pool_stride) of a conv -> ReLU -> max-pool layer.
+FUSED_CASES = [
+    (1, 1, 6, 6, 1, 3, 3, 1, 0, 2, None),      # batch 1, one of everything: a short row (the wide rows)
+    (2, 3, 9, 8, 5, 2, 3, 1, 2, 2, 2),         # odd F and C, padding, a 9 x 10 conv output (a rim no window covers)
+    (3, 4, 9, 9, 3, 5, 4, 1, 1, 2, None),      # a patch row of 16 values: the winners' kernel, 3 images on 2 threads
+    (2, 6, 14, 14, 16, 5, 5, 1, 0, 2, 2),      # LeNet-5's second conv, 2 images
+    (2, 2, 10, 10, 3, 3, 3, 2, 1, 2, None),    # stride 2: every rung hands it on to the unfused kernels
+    (2, 2, 9, 9, 2, 3, 3, 1, 1, 3, 2),         # an overlapping 3x3 pool of stride 2: the same
+]
+
+
+def fused_arrays(case, dtype):
+    """dout, x, z, w of `case` in `dtype` (z = loop.py's conv forward, with ties at 0 from integer inputs), and its settings."""
+    N, C, H, W, F, KH, KW, stride, pad, size, pool_stride = case
+    rng = np.random.default_rng(3)
+    x = rng.integers(-2, 3, (N, C, H, W)).astype(dtype)  # integers: ties inside the pool windows, and dead ReLUs
+    w = rng.standard_normal((F, C, KH, KW)).astype(dtype)
+    b = rng.standard_normal(F).astype(dtype)
+    z = loop.conv2d_forward(x, w, b, stride, pad)
+    out = loop.maxpool2d_forward(layers.relu_forward(z), size, pool_stride)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    return dout, x, z, w, (stride, pad, size, pool_stride)
+
+
+@pytest.mark.parametrize("input_gradient", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", FUSED_CASES, ids=str)
+@pytest.mark.parametrize("rung", FUSED_RUNGS, ids=[rung.name for rung in FUSED_RUNGS])
+def test_fused_rung_matches_the_loop_composition(rung, case, dtype, input_gradient):
+    dout, x, z, w, (stride, pad, size, pool_stride) = fused_arrays(case, dtype)
+    inputs = [a.copy() for a in (dout, x, z, w)]
+    # dz is exact in any dtype (a routing and a mask); the sums over it are held to float64 within
+    # the rounding bound of reference() above.
+    dz = layers.relu_backward(loop.maxpool2d_backward(dout, layers.relu_forward(z), size, pool_stride), z)
+    wide = [a.astype(np.float64) for a in (dz, x, w)]
+    expected = loop.conv2d_backward(*wide, stride, pad)
+    magnitudes = loop.conv2d_backward(*(np.abs(a) for a in wide), stride, pad)
+    N, F, H_out, W_out = dz.shape
+    eps = np.finfo(dtype).eps
+    terms = (F * w.shape[2] * w.shape[3], N * H_out * W_out, N * H_out * W_out)
+    got = rung.function(dout, x, z, w, stride, pad, size, pool_stride, input_gradient)
+    for name, got_array, want, count, magnitude in zip(("dx", "dw", "db"), got, expected, terms, magnitudes):
+        if name == "dx" and not input_gradient:
+            assert got_array is None
+            continue
+        assert_within(name, got_array, want, count * eps * magnitude, dtype)
+    for before, after in zip(inputs, (dout, x, z, w)):
+        assert np.array_equal(before, after), "an input was changed"

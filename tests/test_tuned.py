@@ -10,6 +10,7 @@ import fcnn
 from fcnn import layers
 from fcnn.kernels import get_backend
 from fcnn.kernels.tuned import fused
+from fcnn.kernels.tuned.winners_backward import conv2d_relu_maxpool2d_backward_winners
 from fcnn.gradcheck import numerical_gradient, relative_error
 
 GRAD_TOLERANCE = 1e-6
@@ -44,7 +45,14 @@ LAYER_CASES = [
     (2, 1, 9, 9, 2, 3, 3, 1, 1, 3, 2),
     (2, 2, 10, 10, 3, 3, 3, 2, 1, 2, None),
     (1, 1, 6, 6, 1, 1, 1, 1, 0, 2, 1),
+    # Several channels and wide kernels (patches of 80 and 60 values in winners_backward.py), padding,
+    # odd conv outputs (a rim no window covers); LeNet-5's second conv.
+    (2, 4, 9, 9, 3, 5, 4, 1, 1, 2, None),
+    (3, 5, 9, 8, 3, 3, 4, 1, 1, 2, 2),
+    (1, 6, 14, 14, 16, 5, 5, 1, 0, 2, 2),
 ]
+# The layer cases the fused fast paths take: stride-1 convolutions, 2x2 pools of stride 2.
+FAST_LAYER_CASES = [case for case in LAYER_CASES if case[7] == 1 and case[9] == 2 and case[10] in (None, 2)]
 # The presets' conv layers at their real batch: (x shape, w shape, pad).
 PRESET_CONVS = {
     "seed conv1": ((32, 1, 28, 28), (8, 1, 3, 3), 0),
@@ -185,6 +193,36 @@ def test_fused_conv2d_relu_maxpool2d_matches_the_loop_composition(case, dtype, t
         assert_all_close([dx], expected[:1], dtype)
     else:
         assert dx is None
+
+
+@pytest.mark.parametrize("input_gradient", [True, False])
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", FAST_LAYER_CASES, ids=str)
+def test_winners_backward_matches_the_loop_composition(case, dtype, ties, input_gradient):
+    x, w, b, stride, pad, size, pool_stride = layer_arrays(case, dtype, ties)
+    out, z, activated = unfused_layer(x, w, b, stride, pad, size, pool_stride)
+    dout = np.random.default_rng(6).standard_normal(out.shape).astype(dtype)
+    dz = layers.relu_backward(loop.maxpool2d_backward(dout, activated, size, pool_stride), z)
+    dx, dw, db = conv2d_relu_maxpool2d_backward_winners(dout, x, z, w, pad, input_gradient)
+    expected = loop.conv2d_backward(dz, x, w, stride, pad)
+    assert_all_close([dw, db], expected[1:], dtype)
+    if input_gradient:
+        assert_all_close([dx], expected[:1], dtype)
+    else:
+        assert dx is None
+
+
+@pytest.mark.parametrize("spoiled", ["dout", "x", "z", "w"])
+@pytest.mark.parametrize("value", [np.inf, np.nan])
+def test_winners_backward_declines_arrays_with_inf_or_nan(spoiled, value):
+    # A skipped zero term would hide loop.py's 0 * inf = NaN: the fused layer then runs the unfused kernels.
+    x, w, b, stride, pad, size, pool_stride = layer_arrays(LAYER_CASES[-1], np.float64)
+    out, z, _ = unfused_layer(x, w, b, stride, pad, size, pool_stride)
+    arrays = {"dout": np.ones_like(out), "x": x, "z": z, "w": w}
+    arrays[spoiled] = arrays[spoiled].copy()
+    arrays[spoiled].flat[-1] = value
+    assert conv2d_relu_maxpool2d_backward_winners(arrays["dout"], arrays["x"], arrays["z"], arrays["w"], pad, True) is None
 
 
 @pytest.mark.parametrize("case", LAYER_CASES, ids=str)

@@ -12,6 +12,8 @@ arrays that hold an inf or a NaN: the wide rows multiply values outside each tap
 zeros (the zero columns, the padding taps), and 0 * inf is a NaN where loop.py has a number.
 """
 
+import functools
+
 import numba
 import numpy as np
 
@@ -21,16 +23,20 @@ from fcnn.kernels.numba_cache import cached
 TAPS_PER_BLOCK = 5  # the 5 tap offsets spelled out in the kernels below: 5x5 and 3x3 kernels fit it well
 
 
+@functools.cache
 def _blocks_of_taps(planes, plane_stride, row_pitch, KH, KW, sign):
     """The offsets plane*plane_stride + sign*(ki*row_pitch + kj) of the taps (plane, ki, kj), in that order.
 
     Flattened to (T5,), T5 the next multiple of TAPS_PER_BLOCK, padded with repeats of the first.
+    Made once per layer shape (a few us each time otherwise) and read-only, as the cache shares it.
     """
     offsets = (
         np.arange(planes)[:, None, None] * plane_stride
         + sign * (np.arange(KH)[None, :, None] * row_pitch + np.arange(KW)[None, None, :])
     ).ravel()
-    return np.concatenate([offsets, np.full(-len(offsets) % TAPS_PER_BLOCK, offsets[0])]).astype(np.int64)
+    offsets = np.concatenate([offsets, np.full(-len(offsets) % TAPS_PER_BLOCK, offsets[0])]).astype(np.int64)
+    offsets.flags.writeable = False
+    return offsets
 
 
 @cached(parallel=True, fastmath=compiled_loop.REASSOCIATE, error_model="numpy")
@@ -217,7 +223,7 @@ def input_gradient_from_wide(dout_wide, lead, x_shape, w, pad):
     F, _, KH, KW = w.shape
     Hp, Wp = H + 2 * pad, W + 2 * pad
     plane = dout_wide.shape[2]
-    taps = lead + _blocks_of_taps(F, plane, Wp, KH, KW, -1)  # f*plane + lead - ki*Wp - kj
+    taps = _blocks_of_taps(F, plane, Wp, KH, KW, -1) + lead  # f*plane + lead - ki*Wp - kj
     channels = C + C % 2
     weights = np.zeros((channels, len(taps)), dtype=w.dtype)  # padding taps and channel weigh 0
     weights[:C, : F * KH * KW] = w.transpose(1, 0, 2, 3).reshape(C, F * KH * KW)
