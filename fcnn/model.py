@@ -50,6 +50,24 @@ PRESETS = {
         {"type": "relu"},
         {"type": "dense", "units": 10},
     ],
+    # Batch norm and dropout (issue 19), trained with Adam. Each conv -> relu -> maxpool stays one
+    # run, so the tuned backend fuses it, and batch norm follows the pool, on a quarter of the values.
+    "bn": [
+        {"type": "conv", "filters": 12, "kernel": 5, "pad": 2},
+        {"type": "relu"},
+        {"type": "maxpool", "size": 2},
+        {"type": "batchnorm"},
+        {"type": "conv", "filters": 24, "kernel": 5},
+        {"type": "relu"},
+        {"type": "maxpool", "size": 2},
+        {"type": "batchnorm"},
+        {"type": "flatten"},
+        {"type": "dense", "units": 128},
+        {"type": "batchnorm"},
+        {"type": "relu"},
+        {"type": "dropout", "rate": 0.3},
+        {"type": "dense", "units": 10},
+    ],
 }
 
 MNIST_SHAPE = (1, 28, 28)
