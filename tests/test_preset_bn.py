@@ -41,8 +41,8 @@ def test_evaluation_is_deterministic_and_training_draws_masks_from_the_generator
 
 
 # Measured (tuned backend, 2026-12-03): one epoch of batch-16 Adam at lr 0.002 on the first 2000
-# training images gives 92.1-94.1 % on the first 1000 test images over seeds 0-5; the same
-# parameters with the running statistics of init_state (mean 0, variance 1) give 14-36 %. The
+# training images gives 92.0-93.9 % on the first 1000 test images over seeds 0-5; the same
+# parameters with the running statistics of init_state (mean 0, variance 1) give 16-44 %. The
 # floor of 82 % is ten points below the lowest run and far above chance (10 %); the ceiling of
 # 60 % for the untrained statistics holds only if evaluation reads the state it is given.
 def test_bn_preset_beats_82_percent_after_one_epoch_on_2000_images_using_its_running_statistics(mnist):
