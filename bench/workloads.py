@@ -2,7 +2,7 @@
 layer shapes, and FLOP counts.
 
 The settings come from fcnn.training.ARCH_DEFAULTS, the training script's own defaults (batch
-size, lr, momentum), so the benchmarks time what users run. Every benchmark stores `images` (its
+size, optimiser, lr, momentum), so the benchmarks time what users run. Every benchmark stores `images` (its
 batch) and `flops_per_image` in extra_info, so bench/report.py can compare backends per image
 even though `loop` runs a smaller batch.
 """
@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from fcnn.model import MNIST_SHAPE, layer_names, output_shapes, param_shapes, resolve_arch
-from fcnn.training import ARCH_DEFAULTS, train_step
+from fcnn.model import MNIST_SHAPE, init_state, layer_names, output_shapes, param_shapes, resolve_arch
+from fcnn.training import ARCH_DEFAULTS, fresh_state, train_step
 
 PRESETS = list(ARCH_DEFAULTS)
 # The batch each preset trains with (the script's default).
@@ -30,14 +30,17 @@ def batch_for(backend, preset):
 
 
 def weighted_layers(preset):
-    """(name, spec, input shape, output shape, {"w": shape, "b": shape}) of each layer with parameters, per image."""
+    """(name, spec, input shape, output shape, {"w": shape, "b": shape}) of each conv and dense layer, per image.
+
+    Batch norm's gamma and beta are parameters too, but it is counted with the cheap layers (below).
+    """
     specs = resolve_arch(preset)
     shapes = [MNIST_SHAPE] + output_shapes(specs)
     weights = param_shapes(specs)
     return [
         (name, spec, in_shape, out_shape, weights[name])
         for name, spec, in_shape, out_shape in zip(layer_names(specs), specs, shapes, shapes[1:])
-        if name in weights
+        if spec["type"] in ("conv", "dense")
     ]
 
 
@@ -74,7 +77,8 @@ def multiply_adds(weights, out_shape):
 
 
 def training_flops_per_image(preset):
-    """FLOP per image of the math a training step needs (2 per multiply-add; relu, pooling, softmax ignored).
+    """FLOP per image of the math a training step needs (2 per multiply-add; relu, pooling, batch
+    norm, dropout, softmax and the optimiser ignored: a few operations per value, not per weight).
 
     Every weighted layer: forward + dw, and + dx except for the first, whose input needs no
     gradient. For seed and lenet5: 0.276 M and 2.26 M (docs/performance.md).
@@ -90,19 +94,34 @@ def inference_flops_per_image(preset):
 
 
 def optimiser(preset):
-    """(lr, momentum) of the preset as the training script runs it (fcnn.training.ARCH_DEFAULTS)."""
-    return ARCH_DEFAULTS[preset]["lr"], ARCH_DEFAULTS[preset]["momentum"]
+    """(lr, momentum) of the preset as the training script runs it (fcnn.training.ARCH_DEFAULTS;
+    momentum 0 for a preset trained with an optimiser other than SGD)."""
+    return ARCH_DEFAULTS[preset]["lr"], ARCH_DEFAULTS[preset].get("momentum", 0.0)
+
+
+def optimizer_name(preset):
+    """The optimiser the training script trains the preset with: sgd, adam, adamw or rmsprop."""
+    return ARCH_DEFAULTS[preset]["optimizer"]
+
+
+def optimizer_state(preset, params):
+    """The optimiser state of a first step: SGD's zero velocity, Adam's zero moments (fcnn.training.fresh_state)."""
+    return fresh_state(optimizer_name(preset), params)
 
 
 def training_step(preset, backend):
-    """One optimiser step of the preset, as fcnn.training takes it with the script's lr and momentum.
+    """One optimiser step of the preset, as fcnn.training takes it with the script's optimiser, lr
+    and momentum: in training mode from a fresh model state (batch norm's running statistics),
+    dropout masks drawn from a Generator of the step's own.
 
-    Returns step(params, velocity, x, labels) -> (params, velocity, loss, logits).
+    Returns step(params, state, x, labels) -> train_step's result; state: optimizer_state's.
     """
     lr, momentum = optimiser(preset)
+    model_state, dropout_rng = init_state(preset), np.random.default_rng(0)
 
-    def step(params, velocity, x, labels):
-        return train_step(params, velocity, x, labels, preset, backend, lr, momentum)
+    def step(params, state, x, labels):
+        return train_step(params, state, x, labels, preset, backend, lr, momentum, optimizer_name(preset),
+                          model_state=model_state, dropout_rng=dropout_rng)
 
     return step
 

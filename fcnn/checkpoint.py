@@ -1,8 +1,11 @@
 """Checkpoints: a training run's full state in one .npz, written atomically, checked on load.
 
 No pickle: arrays are stored as `params/conv1/w`, `velocity/conv1/w` (SGD's velocity) or
-`optimizer/m/conv1/w`, `optimizer/v/...` (Adam's moments; RMSProp's `optimizer/s/...`); the architecture,
-RNG state, metrics and settings as JSON text in 0-d string arrays; FORMAT_VERSION says which.
+`optimizer/m/conv1/w`, `optimizer/v/...` (Adam's moments; RMSProp's `optimizer/s/...`), and the
+model's state as `state/batchnorm1/running_mean`, `state/batchnorm1/running_var`; the architecture,
+the shuffling and dropout generators' states, metrics and settings as JSON text in 0-d string
+arrays; FORMAT_VERSION says which. A network without batch norm has no state entries and one
+without dropout no dropout generator, so checkpoints written before either existed still load.
 Loading trusts nothing in the file: every entry's .npy header is checked against the
 architecture (and the file's size) before its data is read, so a corrupt or hostile file is
 refused with CheckpointError and never allocates more than the file holds.
@@ -17,7 +20,7 @@ import zipfile
 import numpy as np
 
 from fcnn.file_kinds import kind_of
-from fcnn.model import param_shapes, resolve_arch
+from fcnn.model import param_shapes, resolve_arch, state_shapes
 from fcnn.npy_header import NpyHeaderError, data_size_problem, read_npy_header
 from fcnn.training import OPTIMIZERS, STATE_KEYS
 from fcnn.tree import tree_paths
@@ -29,6 +32,10 @@ SCALAR_KEYS = ("format_version", "epoch")
 # The optimiser other than SGD and its step count, {"name": "adam", "t": 1875}, as JSON text: an
 # SGD checkpoint has no such entry, as before optimisers other than SGD existed.
 OPTIMIZER_KEY = "optimizer"
+# The dropout Generator's bit_generator.state as JSON text, in the checkpoint of a network with dropout.
+DROPOUT_RNG_KEY = "dropout_rng_state"
+# The prefix of the model state's arrays (batch norm's running statistics).
+MODEL_STATE_GROUP = "state"
 
 
 def array_groups(optimizer="sgd"):
@@ -92,14 +99,22 @@ def generator_from_state(state):
 def parameter_shapes(arch, optimizer="sgd"):
     """{"params/conv1/w": (F, C, KH, KW), "params/conv1/b": (F,), "params/dense1/w": (D, M), ...,
     "velocity/...": the same} for an architecture (with "optimizer/m/...", "optimizer/v/..." in
-    place of the velocity for Adam, see array_groups), computed from its layer shapes without
+    place of the velocity for Adam, see array_groups), and the model state's arrays,
+    "state/batchnorm1/running_mean": (C,), ..., computed from its layer shapes without
     allocating anything (a corrupt file's architecture may claim petabytes).
 
     Raises ValueError for an architecture whose layers do not fit together.
     """
     shapes = param_shapes(arch)
-    return {"/".join((group, *path)): tuple(shape)
-            for group in array_groups(optimizer) for path, shape in tree_paths(shapes)}
+    return {
+        **{"/".join((group, *path)): tuple(shape) for group in array_groups(optimizer) for path, shape in tree_paths(shapes)},
+        **{"/".join((MODEL_STATE_GROUP, *path)): tuple(shape) for path, shape in tree_paths(state_shapes(arch))},
+    }
+
+
+def has_dropout(arch):
+    """True if the architecture (resolved) draws dropout masks: its checkpoint keeps the dropout generator."""
+    return any(spec["type"] == "dropout" for spec in arch)
 
 
 def _array_problem(key, shape, dtype, expected_shape, first_dtype):
@@ -118,7 +133,7 @@ def _non_finite_problem(key, array):
 
 
 def save_checkpoint(path, *, arch, params, velocity=None, epoch, rng_state, metrics=(), config=None,
-                    optimizer="sgd", optimizer_state=None):
+                    optimizer="sgd", optimizer_state=None, model_state=None, dropout_rng_state=None):
     """Write the state of a run after `epoch` completed epochs to `path` (.npz), atomically.
 
     arch: preset name or list of layer specs (stored resolved, so it reads back the same later);
@@ -126,13 +141,18 @@ def save_checkpoint(path, *, arch, params, velocity=None, epoch, rng_state, metr
     bit_generator.state; metrics: list of per-epoch dicts; config: dict of training settings.
     optimizer other than "sgd": its state (fcnn.training.fresh_state's form, {"t", "m", "v"} or
     {"s"}) as optimizer_state, in place of the velocity.
+    model_state: the model's state (fcnn.init_state's form; needed for a network with batch
+    norm); dropout_rng_state: the dropout Generator's bit_generator.state, so that a resumed run
+    draws the masks it would have drawn (needed for a network with dropout; not kept for one
+    without, which draws none).
     Raises ValueError, writing nothing, for arrays load_checkpoint would refuse: a shape that
-    does not fit arch, another dtype, inf or NaN values.
+    does not fit arch, another dtype, inf or NaN values, a missing model state or dropout state.
     """
+    arch = resolve_arch(arch)
     arrays = {
         "format_version": np.array(FORMAT_VERSION),
         "epoch": np.array(int(epoch)),
-        "arch": np.array(json.dumps(resolve_arch(arch))),
+        "arch": np.array(json.dumps(arch)),
         "rng_state": np.array(json.dumps(rng_state)),
         "metrics": np.array(json.dumps(list(metrics))),
         "config": np.array(json.dumps(config or {})),
@@ -145,15 +165,20 @@ def save_checkpoint(path, *, arch, params, velocity=None, epoch, rng_state, metr
         arrays[OPTIMIZER_KEY] = np.array(json.dumps({"name": optimizer, "t": int(optimizer_state["t"])}))
     elif optimizer != "sgd":
         arrays[OPTIMIZER_KEY] = np.array(json.dumps({"name": optimizer}))
+    if has_dropout(arch):
+        if dropout_rng_state is None:
+            raise ValueError(f"save_checkpoint: the architecture has dropout: pass dropout_rng_state, the dropout "
+                             f"Generator's bit_generator.state; nothing was written to {os.fspath(path)}")
+        arrays[DROPOUT_RNG_KEY] = np.array(json.dumps(dropout_rng_state))
     weights = {
         "/".join((group, *path)): np.asarray(array)
-        for group, tree in (("params", params), *state.items())
+        for group, tree in (("params", params), *state.items(), (MODEL_STATE_GROUP, model_state or {}))
         for path, array in tree_paths(tree)
     }
     expected = parameter_shapes(arch, optimizer)
     if weights.keys() != expected.keys():
-        raise ValueError(f"save_checkpoint: params and the {optimizer} state must hold {sorted(expected)}; "
-                         f"got {sorted(weights)}")
+        raise ValueError(f"save_checkpoint: params, the {optimizer} state and the model state must hold "
+                         f"{sorted(expected)}; got {sorted(weights)}")
     first_dtype = weights[next(iter(expected))].dtype
     for key, array in weights.items():
         problem = _array_problem(key, array.shape, array.dtype, expected[key], first_dtype) or _non_finite_problem(key, array)
@@ -259,7 +284,9 @@ def load_checkpoint(path):
 
     Returns {"format_version", "epoch", "arch" (resolved list of layer specs), "params",
     "velocity" (None but for SGD), "optimizer" (its name), "optimizer_state" (the velocity for
-    SGD, else the state fcnn.optim's step takes), "rng_state", "metrics", "config"}.
+    SGD, else the state fcnn.optim's step takes), "model_state" (batch norm's running
+    statistics; {} for a network without), "rng_state", "dropout_rng_state" (None for a network
+    without dropout), "metrics", "config"}.
     Raises CheckpointError naming the file and the entry for anything else: a file that is not
     a zip archive or is truncated or corrupt, a malformed .npy header, a missing or unexpected
     entry, an array whose shape or dtype does not fit the architecture (checked before its data
@@ -295,7 +322,7 @@ def _load(archive):
     except (ValueError, TypeError, OverflowError) as error:
         archive.fail(f"entry 'arch' is not a valid architecture ({type(error).__name__}: {error})")
 
-    stored = set(archive.entries) - set(SCALAR_KEYS) - set(TEXT_KEYS) - {OPTIMIZER_KEY}
+    stored = set(archive.entries) - set(SCALAR_KEYS) - set(TEXT_KEYS) - {OPTIMIZER_KEY, DROPOUT_RNG_KEY}
     missing, unexpected = sorted(expected.keys() - stored), sorted(stored - expected.keys())
     if missing:
         archive.fail(f"missing entry {missing[0]!r} required by its architecture")
@@ -314,11 +341,12 @@ def _load(archive):
         if problem:
             archive.fail(problem)
 
-    rng_state = archive.text("rng_state")
-    try:
-        generator_from_state(rng_state)
-    except (ValueError, TypeError, KeyError, OverflowError) as error:
-        archive.fail(f"entry 'rng_state' is not a usable RNG state ({type(error).__name__}: {error})")
+    rng_state = _generator_state(archive, "rng_state")
+    if has_dropout(arch) and DROPOUT_RNG_KEY not in archive.entries:
+        archive.fail(f"missing entry {DROPOUT_RNG_KEY!r} (the dropout generator) required by its architecture")
+    if not has_dropout(arch) and DROPOUT_RNG_KEY in archive.entries:
+        archive.fail(f"unexpected entry {DROPOUT_RNG_KEY!r}; its architecture has no dropout")
+    dropout_rng_state = _generator_state(archive, DROPOUT_RNG_KEY) if has_dropout(arch) else None
     metrics, config = archive.text("metrics"), archive.text("config")
     if not isinstance(metrics, list) or not all(isinstance(record, dict) for record in metrics):
         archive.fail(f"entry 'metrics' must be a JSON list of objects; got {json.dumps(metrics)[:200]}")
@@ -333,10 +361,22 @@ def _load(archive):
         "velocity": trees.get("velocity"),
         "optimizer": optimizer,
         "optimizer_state": trees["velocity"] if optimizer == "sgd" else {**scalars, **trees},
+        "model_state": _tree(arrays, MODEL_STATE_GROUP),
         "rng_state": rng_state,
+        "dropout_rng_state": dropout_rng_state,
         "metrics": metrics,
         "config": config,
     }
+
+
+def _generator_state(archive, key):
+    """The bit_generator.state the JSON entry `key` holds, once a Generator is known to take it."""
+    state = archive.text(key)
+    try:
+        generator_from_state(state)
+    except (ValueError, TypeError, KeyError, OverflowError) as error:
+        archive.fail(f"entry {key!r} is not a usable RNG state ({type(error).__name__}: {error})")
+    return state
 
 
 def metrics_path(checkpoint_path):

@@ -50,6 +50,25 @@ PRESETS = {
         {"type": "relu"},
         {"type": "dense", "units": 10},
     ],
+    # Batch norm and dropout (issue 19), trained with Adam: 16 and 32 filters of 5x5, 28x28 -> 14x14
+    # -> 10x10 -> 5x5. Each conv -> relu -> maxpool stays one run, so that the tuned backend fuses
+    # it, and batch norm follows the pool, normalising a quarter of the values it would before relu.
+    "bn": [
+        {"type": "conv", "filters": 16, "kernel": 5, "pad": 2},
+        {"type": "relu"},
+        {"type": "maxpool", "size": 2},
+        {"type": "batchnorm"},
+        {"type": "conv", "filters": 32, "kernel": 5},
+        {"type": "relu"},
+        {"type": "maxpool", "size": 2},
+        {"type": "batchnorm"},
+        {"type": "flatten"},
+        {"type": "dense", "units": 128},
+        {"type": "batchnorm"},
+        {"type": "relu"},
+        {"type": "dropout", "rate": 0.5},
+        {"type": "dense", "units": 10},
+    ],
 }
 
 MNIST_SHAPE = (1, 28, 28)

@@ -35,8 +35,9 @@ SETTINGS = {
                       "total number of epochs, counting those of a resumed run"),
     "batch_size": Setting(int, lambda value: value >= 1, "an integer >= 1", "images per SGD step (1 = per-sample SGD)"),
     "lr": Setting(float, lambda value: 0 < value < math.inf, "a finite number > 0", "learning rate of the first epoch"),
-    "optimizer": Setting(str, OPTIMIZERS.__contains__, "", "sgd (default), or adam, adamw, rmsprop as "
-                         "torch.optim's (their lr defaults to PyTorch's: 0.001, 0.001, 0.01)", choices=OPTIMIZERS),
+    "optimizer": Setting(str, OPTIMIZERS.__contains__, "", "sgd, adam, adamw or rmsprop as torch.optim's "
+                         "(default: the preset's; one other than the preset's takes PyTorch's lr, 0.001, "
+                         "0.001, 0.01 for the adaptive ones)", choices=OPTIMIZERS),
     "momentum": Setting(float, lambda value: 0 <= value < 1, "a number in [0, 1)",
                         "momentum of SGD, PyTorch style (0 = plain SGD)"),
     "weight_decay": Setting(float, lambda value: 0 <= value < math.inf, "a finite number >= 0",
@@ -55,8 +56,9 @@ SETTINGS = {
 # The settings a checkpoint remembers (all but epochs), so that --resume continues its run; with
 # data_sha256, the checksum of the data trained on (fcnn.data.checksum).
 REMEMBERED = tuple(key for key in SETTINGS if key != "epochs")
-DEFAULTS = {"arch": "seed", "backend": None, "optimizer": "sgd", "seed": 0, "data": None, "train_limit": None,
-            "test_limit": None}
+# momentum and weight_decay: plain SGD and no decay, for a preset whose row does not name them.
+DEFAULTS = {"arch": "seed", "backend": None, "momentum": 0.0, "weight_decay": 0.0, "seed": 0, "data": None,
+            "train_limit": None, "test_limit": None}
 
 
 def from_text(key, text):
@@ -118,7 +120,9 @@ def resolve(given, checkpoint=None):
     given: {key: value} as the command line parsed them; checkpoint: load_checkpoint's dict plus
     "path", or None. --data is made absolute, so that a resumed run finds the same data from
     any folder. Raises UsageError for a checkpoint setting outside the table, another --arch than
-    the checkpoint's, a backend that cannot run here, or a learning rate that decays to 0.
+    the checkpoint's, a backend that cannot run here, or a learning rate that decays to 0. The
+    optimiser is the preset's (ARCH_DEFAULTS) unless given or resumed; an optimiser other than
+    the preset's trains with its own defaults (OPTIMIZER_DEFAULTS: PyTorch's lr and weight decay).
     """
     given = {key: value for key, value in given.items() if key in SETTINGS and value is not None}
     if given.get("data"):
@@ -128,11 +132,12 @@ def resolve(given, checkpoint=None):
         if kept and given.get(key, kept[key]) != kept[key]:
             raise UsageError(f"--{key} {given[key]} does not match the checkpoint, which holds {kept[key]!r}")
     arch = given.get("arch") or kept.get("arch") or DEFAULTS["arch"]
-    optimizer = given.get("optimizer") or kept.get("optimizer") or DEFAULTS["optimizer"]
+    preset = ARCH_DEFAULTS[arch]
+    optimizer = given.get("optimizer") or kept.get("optimizer") or preset["optimizer"]
     if optimizer != "sgd" and "momentum" in given:
         raise UsageError(f"--momentum is an option of sgd; {optimizer} keeps moments of its own")
-    settings = {**DEFAULTS, **ARCH_DEFAULTS[arch], **OPTIMIZER_DEFAULTS[optimizer], **kept, **given,
-                "arch": arch, "optimizer": optimizer}
+    other_optimizer = OPTIMIZER_DEFAULTS[optimizer] if optimizer != preset["optimizer"] else {}
+    settings = {**DEFAULTS, **preset, **other_optimizer, **kept, **given, "arch": arch, "optimizer": optimizer}
     try:
         settings["backend"] = settings["backend"] or default_backend()
         get_backend(settings["backend"])

@@ -2,6 +2,12 @@
 
 Nothing here prints or parses arguments: progress goes to an optional callback, so the
 caller (scripts/train_mnist.py, a notebook, a test) decides how to show it.
+
+Two kinds of state pass through a step, each handed in and handed back, nothing changed in
+place: the optimiser's (`state`: SGD's velocity, Adam's moments) and, for a network with batch
+norm, the model's (`model_state`: the running statistics, fcnn.model.init_state). Dropout draws
+its masks from `dropout_rng`, a Generator of its own, so that the shuffling order does not depend
+on the network and a checkpoint can keep both streams.
 """
 
 import math
@@ -9,15 +15,17 @@ import time
 
 import numpy as np
 
-from fcnn.model import loss_and_grads, predict
+from fcnn.model import init_state, loss_and_grads, predict
 from fcnn.optim import adam_step, adamw_step, momentum_step, rmsprop_step, sgd_step, zeros_like
 from fcnn.tree import tree_paths
 
 # The settings each preset trains well with: the training script's defaults, and the workloads
 # the benchmarks time (one source, so the benchmarks time what users run; see the README).
+# momentum is SGD's; a row without it trains with an optimiser that keeps moments of its own.
 ARCH_DEFAULTS = {
-    "seed": {"epochs": 5, "batch_size": 32, "lr": 0.2, "momentum": 0.0, "lr_decay": 0.6},
-    "lenet5": {"epochs": 8, "batch_size": 32, "lr": 0.02, "momentum": 0.9, "lr_decay": 0.8},
+    "seed": {"epochs": 5, "batch_size": 32, "optimizer": "sgd", "lr": 0.2, "momentum": 0.0, "lr_decay": 0.6},
+    "lenet5": {"epochs": 8, "batch_size": 32, "optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "lr_decay": 0.8},
+    "bn": {"epochs": 8, "batch_size": 32, "optimizer": "adam", "lr": 0.002, "lr_decay": 0.7},
 }
 
 # The optimisers a run may train with (fcnn.optim, PyTorch's semantics), and the trees each keeps
@@ -110,7 +118,8 @@ def fresh_state(optimizer, params):
     return {key: 0 if key == "t" else zeros_like(params) for key in STATE_KEYS[optimizer]}
 
 
-def train_step(params, state, x, labels, arch, backend, lr, momentum=0.0, optimizer="sgd", weight_decay=0.0):
+def train_step(params, state, x, labels, arch, backend, lr, momentum=0.0, optimizer="sgd", weight_decay=0.0, *,
+               model_state=None, dropout_rng=None):
     """One optimiser step on one mini-batch.
 
     sgd, momentum 0: p_new = p - lr * dp (plain SGD; the velocity `state` is passed through
@@ -118,15 +127,21 @@ def train_step(params, state, x, labels, arch, backend, lr, momentum=0.0, optimi
     rmsprop: fcnn.optim's step of that name, state its moments (fresh_state). dp includes
     weight_decay * p (AdamW: decoupled). Returns (new_params, new_state, loss, logits); loss is
     the batch mean, logits (N, K) are the ones the step was computed from.
+
+    A network with batch norm or dropout steps in training mode with model_state (the model's
+    state, init_state(arch) at first) and dropout_rng (a numpy.random.Generator for the masks);
+    with model_state given, the new model state (the running statistics after this batch) comes
+    back as a fifth item.
     """
-    loss, grads, logits = loss_and_grads(params, x, labels, arch, backend)
+    loss, grads, logits, *new_model_state = loss_and_grads(
+        params, x, labels, arch, backend, state=model_state, training=True, rng=dropout_rng)
     if optimizer != "sgd":
         new_params, new_state = ADAPTIVE_STEPS[optimizer](params, grads, state, lr, weight_decay=weight_decay)
     elif momentum == 0:
         new_params, new_state = sgd_step(params, grads, lr, weight_decay=weight_decay), state
     else:
         new_params, new_state = momentum_step(params, grads, state, lr, momentum, weight_decay=weight_decay)
-    return new_params, new_state, loss, logits
+    return (new_params, new_state, loss, logits, *new_model_state)
 
 
 def all_finite(tree):
@@ -134,7 +149,7 @@ def all_finite(tree):
 
 
 def train_epoch(params, state, x, labels, arch, backend, *, lr, momentum=0.0, batch_size, rng,
-                epoch=0, on_step=None, optimizer="sgd", weight_decay=0.0):
+                epoch=0, on_step=None, optimizer="sgd", weight_decay=0.0, model_state=None, dropout_rng=None):
     """One pass over (x, labels) in a fresh shuffled order drawn from rng, stepped by train_step.
 
     x (N, 1, 28, 28) or (N, 28, 28) float, labels (N,) ints. on_step(step, steps, images,
@@ -142,9 +157,12 @@ def train_epoch(params, state, x, labels, arch, backend, *, lr, momentum=0.0, ba
     that step and the epoch's mean loss per image so far; it may raise to stop the epoch
     between two steps.
     state: the optimiser's state (sgd's velocity; see fresh_state for the others).
+    model_state, dropout_rng: as train_step takes them; rng shuffles, dropout_rng draws the
+    dropout masks (two streams, so that the order of the images does not depend on the network).
     Returns (params, state, stats) with stats = {"train_loss": mean loss per image,
     "train_accuracy": fraction of images the network classified right just before it stepped
-    on them, "step_losses": [loss of every step]}.
+    on them (in training mode), "step_losses": [loss of every step]}; with model_state given,
+    (params, state, stats, model_state), the model state after the last step.
     Raises TrainingDiverged when the loss explodes (the rule of divergence()) or the parameters are
     not finite after the last step; the caller still holds the parameters it passed in.
     """
@@ -159,9 +177,10 @@ def train_epoch(params, state, x, labels, arch, backend, *, lr, momentum=0.0, ba
     for step, indices in enumerate(order, start=1):
         # The loss is checked here, so NumPy's overflow warnings would only repeat it, noisily.
         with np.errstate(over="ignore", invalid="ignore"):
-            params, state, loss, logits = train_step(
-                params, state, x[indices], labels[indices], arch, backend, lr, momentum, optimizer, weight_decay
-            )
+            params, state, loss, logits, *stepped_model_state = train_step(
+                params, state, x[indices], labels[indices], arch, backend, lr, momentum, optimizer, weight_decay,
+                model_state=model_state, dropout_rng=dropout_rng)
+        model_state = stepped_model_state[0] if stepped_model_state else None
         classes = logits.shape[1]
         smoothed = smoothed_loss(math.log(classes) if smoothed is None else smoothed, loss)
         reason = divergence(smoothed, loss, classes)
@@ -174,23 +193,30 @@ def train_epoch(params, state, x, labels, arch, backend, *, lr, momentum=0.0, ba
         if on_step is not None:
             on_step(step, len(order), len(indices), loss_sum / seen)
     # A finite loss is computed before its step, so the last step's update is checked here.
-    if not all_finite(params) or not all_finite(state):
+    if not all_finite(params) or not all_finite(state) or not all_finite(model_state or {}):
         raise TrainingDiverged(epoch, len(order), len(order), step_losses[-1], lr,
                                "the parameters are inf or NaN after the last step")
     stats = {"train_loss": loss_sum / len(x), "train_accuracy": correct / len(x), "step_losses": step_losses}
-    return params, state, stats
+    return (params, state, stats) if model_state is None else (params, state, stats, model_state)
 
 
 def warm_up(params, x, labels, arch, backend):
     """One step on two images, so that a compiled backend compiles (or loads its cache) before
-    any timing; returns the seconds it took."""
+    any timing; returns the seconds it took. In training mode from a fresh model state, with a
+    Generator of its own for any dropout: the run's own state and generators are not touched."""
     start = time.perf_counter()
-    loss_and_grads(params, x[:2], labels[:2], arch, backend)
+    dtype = next(iter(tree_paths(params)))[1].dtype
+    loss_and_grads(params, x[:2], labels[:2], arch, backend, state=init_state(arch, dtype),
+                   rng=np.random.default_rng(0))
     return time.perf_counter() - start
 
 
-def evaluate(params, x, labels, arch, backend="numpy", batch_size=1000):
-    """Accuracy: the fraction of images whose predicted class equals its label (a float in [0, 1])."""
+def evaluate(params, x, labels, arch, backend="numpy", batch_size=1000, *, model_state=None):
+    """Accuracy: the fraction of images whose predicted class equals its label (a float in [0, 1]).
+
+    In evaluation mode, as predict: batch norm reads model_state's running statistics (needed
+    for a network with batch norm), dropout passes its input through.
+    """
     if len(x) == 0:
         raise ValueError("evaluate: x holds no images; accuracy of an empty set is undefined")
-    return float((predict(params, x, arch, backend, batch_size) == np.asarray(labels)).mean())
+    return float((predict(params, x, arch, backend, batch_size, state=model_state) == np.asarray(labels)).mean())

@@ -47,6 +47,8 @@ def main(argv=None):
                 plots.require_matplotlib()
             checkpoint = {**load_checkpoint(args.resume), "path": args.resume} if args.resume else None
             run = settings.resolve(vars(args), checkpoint)
+            if args.plot and fcnn.state_shapes(run["arch"]):
+                raise settings.UsageError(f"--plot does not draw networks with batch norm yet ({run['arch']} has it)")
             save_path = args.save or args.resume
             check_outputs(save_path, args.plot, run["data"], into_resumed=not args.save and bool(args.resume))
             x_train, y_train, x_test, y_test = load_mnist(run["data"])
@@ -62,13 +64,18 @@ def main(argv=None):
         x_train, y_train, test_images, y_test = scale(x_train[train]), y_train[train], x_test[test], y_test[test]
         x_test = scale(test_images)
 
+        # Three independent streams from one seed: the initial weights, the shuffling order and the dropout masks.
+        init_seed, shuffle_seed, dropout_seed = np.random.SeedSequence(run["seed"]).spawn(3)
         if checkpoint:
             params, moments, rng = checkpoint["params"], checkpoint["optimizer_state"], generator_from_state(checkpoint["rng_state"])
+            model_state, dropout_state = checkpoint["model_state"], checkpoint["dropout_rng_state"]
+            # A network without dropout keeps no dropout generator: it never draws from the fresh one.
+            dropout_rng = generator_from_state(dropout_state) if dropout_state else np.random.default_rng(dropout_seed)
             done, metrics, saved = checkpoint["epoch"], checkpoint["metrics"], (args.resume, checkpoint["epoch"])
-        else:  # Two independent streams from one seed: the initial weights, and the shuffling order.
-            init_seed, shuffle_seed = np.random.SeedSequence(run["seed"]).spawn(2)
+        else:
             params = fcnn.init(run["arch"], seed=np.random.default_rng(init_seed))
             moments, rng, done, metrics, saved = fresh_state(run["optimizer"], params), np.random.default_rng(shuffle_seed), 0, [], None
+            model_state, dropout_rng = fcnn.init_state(run["arch"]), np.random.default_rng(dropout_seed)
         if done >= run["epochs"]:
             print(f"{args.resume} already holds {plural(done, 'epoch')}; pass --epochs {done + 1} or more to go on")
             return 0
@@ -89,11 +96,12 @@ def main(argv=None):
                         stop.check()
 
                     start = time.perf_counter()
-                    params, moments, stats = train_epoch(
+                    params, moments, stats, model_state = train_epoch(
                         params, moments, x_train, y_train, run["arch"], run["backend"], lr=lr, batch_size=run["batch_size"],
-                        rng=rng, epoch=epoch, on_step=on_step, **{key: run[key] for key in OPTIMIZER_SETTINGS})
+                        rng=rng, epoch=epoch, on_step=on_step, model_state=model_state, dropout_rng=dropout_rng,
+                        **{key: run[key] for key in OPTIMIZER_SETTINGS})
                     seconds = time.perf_counter() - start
-                test_accuracy = evaluate(params, x_test, y_test, run["arch"], run["backend"])
+                test_accuracy = evaluate(params, x_test, y_test, run["arch"], run["backend"], model_state=model_state)
                 metrics = metrics + [{"epoch": epoch + 1, "lr": lr, "train_loss": stats["train_loss"],
                                       "train_accuracy": stats["train_accuracy"], "test_accuracy": test_accuracy,
                                       "seconds": seconds, "images_per_second": len(x_train) / seconds,
@@ -101,7 +109,8 @@ def main(argv=None):
                 done = epoch + 1
                 if save_path:  # saved before its line is printed: a failed stdout never costs an epoch
                     save_checkpoint(save_path, arch=run["arch"], params=params, optimizer=run["optimizer"],
-                                    optimizer_state=moments, epoch=done, rng_state=rng.bit_generator.state,
+                                    optimizer_state=moments, model_state=model_state, epoch=done,
+                                    rng_state=rng.bit_generator.state, dropout_rng_state=dropout_rng.bit_generator.state,
                                     metrics=metrics, config=settings.config(run, data_sha256))
                     write_metrics(metrics_path(save_path), metrics)
                     saved = (save_path, done)

@@ -546,3 +546,112 @@ def test_a_bad_optimizer_entry_is_refused_by_name(tmp_path, entry, fragment):
                     rng_state=np.random.default_rng(0).bit_generator.state)
     rewrite(path, lambda entries: entries.update({"optimizer": np.array(json.dumps(entry))}))
     expect_refusal(path, "'optimizer'", fragment)
+
+
+# --- the model's state and the dropout generator (issue 19 item 4) -----------------------------
+
+# Batch norm after a conv and after a dense layer, and dropout: every kind of state a run keeps.
+BN_NET = [
+    {"type": "conv", "filters": 4, "kernel": 3}, {"type": "batchnorm"}, {"type": "relu"},
+    {"type": "maxpool", "size": 2}, {"type": "flatten"}, {"type": "dense", "units": 16},
+    {"type": "batchnorm"}, {"type": "relu"}, {"type": "dropout", "rate": 0.3}, {"type": "dense", "units": 10},
+]
+
+
+def random_state(arch, seed, dtype="float32"):
+    rng = np.random.default_rng(seed)
+    return {layer: {k: rng.random(a.shape).astype(dtype) + 0.5 for k, a in arrays.items()}
+            for layer, arrays in fcnn.init_state(arch, dtype=dtype).items()}
+
+
+def write_bn(path, model_state=None, dropout_rng_state="fresh"):
+    """Save a BN_NET checkpoint trained with Adam; return what was saved."""
+    params = random_tree(BN_NET, 1)
+    dropout = np.random.default_rng(9)
+    dropout.random(5)
+    saved = {"arch": BN_NET, "params": params, "optimizer": "adam",
+             "optimizer_state": {"t": 3, "m": random_tree(BN_NET, 2), "v": random_tree(BN_NET, 3)},
+             "model_state": random_state(BN_NET, 4) if model_state is None else model_state,
+             "epoch": 1, "rng_state": np.random.default_rng(0).bit_generator.state,
+             "dropout_rng_state": dropout.bit_generator.state if dropout_rng_state == "fresh" else dropout_rng_state}
+    save_checkpoint(path, **saved)
+    return saved, dropout
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_model_state_and_the_dropout_generator_round_trip_exactly(tmp_path, dtype):
+    path = tmp_path / "run.npz"
+    state = random_state(BN_NET, 4, dtype)
+    params = random_tree(BN_NET, 1, dtype)
+    dropout = np.random.default_rng(9)
+    save_checkpoint(path, arch=BN_NET, params=params, velocity=fcnn.zeros_like(params), model_state=state, epoch=1,
+                    rng_state=np.random.default_rng(0).bit_generator.state, dropout_rng_state=dropout.bit_generator.state)
+    with np.load(path) as archive:
+        assert {"state/batchnorm1/running_mean", "state/batchnorm2/running_var", "dropout_rng_state"} <= set(archive.files)
+    loaded = load_checkpoint(path)
+    assert loaded["model_state"].keys() == state.keys()
+    for layer in state:
+        for k, array in state[layer].items():
+            assert loaded["model_state"][layer][k].dtype == np.dtype(dtype)
+            assert np.array_equal(loaded["model_state"][layer][k], array)
+    assert np.array_equal(generator_from_state(loaded["dropout_rng_state"]).random(7), dropout.random(7))
+
+
+def test_a_network_without_batch_norm_or_dropout_keeps_neither(tmp_path):
+    path = tmp_path / "run.npz"
+    write(path)
+    with np.load(path) as archive:
+        assert not any(name.startswith("state/") for name in archive.files) and "dropout_rng_state" not in archive.files
+    loaded = load_checkpoint(path)
+    assert loaded["model_state"] == {} and loaded["dropout_rng_state"] is None
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda entries: entries.pop("state/batchnorm2/running_var"), "missing entry 'state/batchnorm2/running_var'"),
+    (lambda entries: entries.pop("dropout_rng_state"), "missing entry 'dropout_rng_state'"),
+    (lambda entries: entries.update({"state/batchnorm1/running_mean": np.zeros(5, np.float32)}),
+     "entry 'state/batchnorm1/running_mean' has shape (5,); its architecture needs (4,)"),
+    (lambda entries: entries.update({"state/batchnorm1/running_var": np.ones(4, np.float64)}),
+     "entry 'state/batchnorm1/running_var' has dtype float64"),
+    (lambda entries: entries.update({"state/batchnorm1/running_var": np.full(4, np.nan, np.float32)}),
+     "entry 'state/batchnorm1/running_var' holds 4 inf or NaN"),
+    (lambda entries: entries.update({"state/batchnorm3/running_var": np.ones(4, np.float32)}),
+     "unexpected entry 'state/batchnorm3/running_var'"),
+    (lambda entries: entries.update({"dropout_rng_state": np.array(json.dumps({"bit_generator": "os"}))}),
+     "entry 'dropout_rng_state' is not a usable RNG state"),
+    (lambda entries: entries.update({"dropout_rng_state": np.array("{not json")}), "entry 'dropout_rng_state' is not valid JSON"),
+])
+def test_a_missing_or_wrong_model_state_or_dropout_generator_is_refused_by_name(tmp_path, change, fragment):
+    path = tmp_path / "run.npz"
+    write_bn(path)
+    rewrite(path, change)
+    expect_refusal(path, fragment)
+
+
+def test_a_dropout_generator_in_a_network_without_dropout_is_refused(tmp_path):
+    path = tmp_path / "run.npz"
+    write(path)
+    rewrite(path, lambda entries: entries.update({"dropout_rng_state": np.array(json.dumps(np.random.default_rng(0).bit_generator.state))}))
+    expect_refusal(path, "unexpected entry 'dropout_rng_state'")
+
+
+@pytest.mark.parametrize("model_state, dropout_rng_state, fragment", [
+    ({}, "fresh", "state/batchnorm1/running_mean"),
+    ({"batchnorm1": {"running_mean": np.zeros(4, np.float32), "running_var": np.ones(4, np.float32)}}, "fresh",
+     "state/batchnorm2/running_mean"),
+    (None, None, "pass dropout_rng_state"),
+])
+def test_save_refuses_a_network_whose_state_or_dropout_generator_is_missing_and_writes_nothing(
+        tmp_path, model_state, dropout_rng_state, fragment):
+    with pytest.raises(ValueError, match="save_checkpoint") as caught:
+        write_bn(tmp_path / "run.npz", model_state, dropout_rng_state)
+    assert fragment in str(caught.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_checkpoint_of_batch_norm_written_before_state_was_kept_is_refused_by_name(tmp_path):
+    # What an fcnn without model state in checkpoints would have written for the same network.
+    path = tmp_path / "run.npz"
+    write_bn(path)
+    rewrite(path, lambda entries: [entries.pop(key) for key in list(entries) if key.startswith("state/")])
+    expect_refusal(path, "missing entry 'state/batchnorm1/running_mean' required by its architecture")

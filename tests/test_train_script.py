@@ -804,3 +804,59 @@ def test_optimizer_settings_that_cannot_be_right_exit_2(run, finished_run):
     assert_refused_before_training(run(*SMALL, "--optimizer", "lbfgs"), "--optimizer: invalid choice")
     assert_refused_before_training(run("--resume", finished_run, "--epochs", "2", "--optimizer", "adam"),
                                    "--optimizer adam does not match the checkpoint, which holds 'sgd'")
+
+
+# --- the batch norm and dropout preset (issue 19 item 5) ----------------------------------------
+
+
+def test_the_bn_preset_trains_with_adam_and_its_checkpoint_keeps_state_and_dropout_generator(run, tmp_path):
+    save = tmp_path / "bn.npz"
+    status, out, err = run("--arch", "bn", "--backend", "numpy", "--train-limit", "200", "--epochs", "1", "--save", save)
+    assert status == 0, err
+    assert "bn net" in out and f"lr {ARCH_DEFAULTS['bn']['lr']:g}, adam" in out and "test acc" in out
+    loaded = load_checkpoint(save)
+    assert loaded["optimizer"] == "adam" and loaded["dropout_rng_state"] is not None
+    # The running statistics moved from init_state's (mean 0, variance 1) during the epoch.
+    fresh = fcnn.init_state("bn")
+    assert loaded["model_state"].keys() == fresh.keys()
+    for layer in fresh:
+        assert not np.array_equal(loaded["model_state"][layer]["running_mean"], fresh[layer]["running_mean"])
+
+
+def test_the_bn_preset_resumes_bit_exactly(run, tmp_path):
+    straight, resumed = tmp_path / "straight.npz", tmp_path / "resumed.npz"
+    settings = ["--arch", "bn", "--backend", "numpy", "--train-limit", "160", "--test-limit", "50", "--seed", "3"]
+    assert run(*settings, "--epochs", "2", "--save", straight)[0] == 0
+    assert run(*settings, "--epochs", "1", "--save", resumed)[0] == 0
+    status, out, err = run("--resume", resumed, "--epochs", "2", small=False)
+    assert status == 0, err
+    assert "epoch 2/2" in out and "epoch 1/2" not in out
+    a, b = load_checkpoint(straight), load_checkpoint(resumed)
+    for group in ("params", "model_state"):
+        for layer in a[group]:
+            for k in a[group][layer]:
+                assert np.array_equal(a[group][layer][k], b[group][layer][k]), f"{group}/{layer}/{k}"
+    for key in ("m", "v"):
+        for layer in a["params"]:
+            for k in a["params"][layer]:
+                assert np.array_equal(a["optimizer_state"][key][layer][k], b["optimizer_state"][key][layer][k])
+    assert a["optimizer_state"]["t"] == b["optimizer_state"]["t"]
+    assert a["rng_state"] == b["rng_state"] and a["dropout_rng_state"] == b["dropout_rng_state"]
+    assert [r["step_losses"] for r in a["metrics"]] == [r["step_losses"] for r in b["metrics"]]
+    assert [r["test_accuracy"] for r in a["metrics"]] == [r["test_accuracy"] for r in b["metrics"]]
+
+
+def test_the_dropout_masks_do_not_move_the_shuffling_stream(run, tmp_path):
+    # The shuffling generator is the one a run without dropout would have: its state after an
+    # epoch is that of a Generator from the same seed that drew one permutation and nothing else.
+    save = tmp_path / "bn.npz"
+    assert run("--arch", "bn", "--backend", "numpy", "--train-limit", "64", "--epochs", "1", "--save", save)[0] == 0
+    _, shuffle_seed, _ = np.random.SeedSequence(0).spawn(3)
+    shuffling = np.random.default_rng(shuffle_seed)
+    shuffling.permutation(64)
+    assert load_checkpoint(save)["rng_state"] == shuffling.bit_generator.state
+
+
+def test_plot_of_a_network_with_batch_norm_is_refused_before_training(run, tmp_path):
+    assert_refused_before_training(run("--arch", "bn", *SMALL, "--plot", tmp_path / "plots"),
+                                   "--plot does not draw networks with batch norm yet")

@@ -228,3 +228,90 @@ def test_seed_net_beats_75_percent_after_two_epochs_on_3000_images(mnist):
         params, velocity, _ = train_epoch(params, velocity, x, y, "seed", "numpy",
                                           lr=0.1, momentum=0.0, batch_size=32, rng=rng, epoch=epoch)
     assert evaluate(params, scale(x_test[:1000]), y_test[:1000], "seed", "numpy") > 0.75
+
+
+# --- the model's state and the dropout Generator through a step (issue 19 item 4) -------------
+
+# A small network with batch norm after a conv and after a dense layer, and dropout.
+BN_NET = [
+    {"type": "conv", "filters": 4, "kernel": 3}, {"type": "batchnorm"}, {"type": "relu"},
+    {"type": "maxpool", "size": 2}, {"type": "flatten"}, {"type": "dense", "units": 16},
+    {"type": "batchnorm"}, {"type": "relu"}, {"type": "dropout", "rate": 0.3}, {"type": "dense", "units": 10},
+]
+
+
+def copy_tree(tree):
+    return {layer: {k: a.copy() for k, a in arrays.items()} for layer, arrays in tree.items()}
+
+
+def test_train_step_hands_back_the_new_model_state_and_changes_nothing_it_was_given(small_mnist):
+    from fcnn.training import train_step
+
+    x, y = small_mnist[0][:16], small_mnist[1][:16]
+    params, model_state = fcnn.init(BN_NET, seed=0), fcnn.init_state(BN_NET)
+    before_params, before_state = copy_tree(params), copy_tree(model_state)
+    new_params, moments, loss, logits, new_state = train_step(
+        params, None, x, y, BN_NET, "numpy", 1e-3, optimizer="adam",
+        model_state=model_state, dropout_rng=np.random.default_rng(5))
+
+    # The same step by hand: loss_and_grads in training mode with the same mask stream, then Adam.
+    expected_loss, grads, _, expected_state = fcnn.loss_and_grads(
+        params, x, y, BN_NET, "numpy", state=model_state, rng=np.random.default_rng(5))
+    expected_params, _ = fcnn.adam_step(params, grads, None, lr=1e-3)
+    assert loss == expected_loss and moments["t"] == 1
+    for tree, expected in ((new_params, expected_params), (new_state, expected_state)):
+        for layer in expected:
+            for k in expected[layer]:
+                assert np.array_equal(tree[layer][k], expected[layer][k]), f"{layer}.{k}"
+    # The running statistics moved towards the batch's; nothing given was changed in place.
+    assert not np.array_equal(new_state["batchnorm1"]["running_mean"], before_state["batchnorm1"]["running_mean"])
+    for given, before in ((params, before_params), (model_state, before_state)):
+        for layer in before:
+            for k in before[layer]:
+                assert np.array_equal(given[layer][k], before[layer][k]), f"{layer}.{k} was changed in place"
+
+
+def test_train_epoch_threads_the_model_state_and_draws_masks_from_its_own_generator(small_mnist):
+    x, y = small_mnist
+    params, model_state = fcnn.init(BN_NET, seed=1), fcnn.init_state(BN_NET)
+    trained, _, stats, final_state = train_epoch(
+        params, None, x, y, BN_NET, "numpy", lr=1e-3, batch_size=32, rng=np.random.default_rng(11),
+        optimizer="adam", model_state=model_state, dropout_rng=np.random.default_rng(12))
+
+    # The same epoch written out: the shuffling order from rng alone, the masks from dropout_rng.
+    order, masks = np.random.default_rng(11).permutation(len(x)), np.random.default_rng(12)
+    expected, moments, state, losses = params, None, model_state, []
+    for start in range(0, len(x), 32):
+        batch = order[start:start + 32]
+        loss, grads, _, state = fcnn.loss_and_grads(expected, x[batch], y[batch], BN_NET, "numpy", state=state, rng=masks)
+        expected, moments = fcnn.adam_step(expected, grads, moments, lr=1e-3)
+        losses.append(loss)
+    assert stats["step_losses"] == losses
+    for tree, by_hand in ((trained, expected), (final_state, state)):
+        for layer in by_hand:
+            for k in by_hand[layer]:
+                assert np.array_equal(tree[layer][k], by_hand[layer][k]), f"{layer}.{k}"
+
+
+def test_evaluate_reads_the_running_statistics_it_is_given(small_mnist):
+    x, y = small_mnist
+    params = fcnn.init(BN_NET, seed=0)
+    state = fcnn.init_state(BN_NET)
+    shifted = {**state, "batchnorm1": {"running_mean": state["batchnorm1"]["running_mean"] + 5,
+                                       "running_var": state["batchnorm1"]["running_var"]}}
+    for model_state in (state, shifted):
+        predicted = fcnn.predict(params, x, BN_NET, "numpy", state=model_state)
+        assert evaluate(params, x, y, BN_NET, "numpy", model_state=model_state) == pytest.approx(np.mean(predicted == y))
+    with pytest.raises(ValueError, match="keep state"):
+        evaluate(params, x, y, BN_NET, "numpy")
+
+
+def test_a_model_state_that_is_not_finite_after_the_epoch_raises_training_diverged(small_mnist):
+    # The running variance is never used in training mode (the batch's is), so only the check
+    # after the last step can see that it went to inf.
+    x, y = small_mnist
+    params, state = fcnn.init(BN_NET, seed=0), fcnn.init_state(BN_NET)
+    state["batchnorm2"]["running_var"] = np.full_like(state["batchnorm2"]["running_var"], np.inf)
+    with pytest.raises(TrainingDiverged, match="inf or NaN"):
+        train_epoch(params, None, x, y, BN_NET, "numpy", lr=1e-3, batch_size=96, rng=np.random.default_rng(0),
+                    optimizer="adam", model_state=state, dropout_rng=np.random.default_rng(0))
