@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from workloads import PRESETS, TRAINING_BATCH, optimiser
+from workloads import PRESETS, TRAINING_BATCH
 
 import fcnn
 
@@ -22,14 +22,16 @@ REPO = Path(fcnn.__file__).resolve().parent.parent
 FIRST_STEP = """
 import time
 start = time.perf_counter()
+import sys
 import numpy as np
 import fcnn
-from fcnn.training import train_step
-preset, batch, lr, momentum = {preset!r}, {batch}, {lr}, {momentum}
+sys.path.insert(0, {bench_dir!r})
+from workloads import optimizer_state, training_step
+preset, batch = {preset!r}, {batch}
 params = fcnn.init(preset)
 x, labels = np.zeros((batch, 1, 28, 28), np.float32), np.zeros(batch, np.int64)
 imported = time.perf_counter()
-train_step(params, fcnn.zeros_like(params), x, labels, preset, "numba", lr, momentum)
+training_step(preset, "numba")(params, optimizer_state(preset, params), x, labels)
 print(imported - start, time.perf_counter() - imported)
 """
 
@@ -39,8 +41,7 @@ def first_step_in_new_process(preset, cache_dir):
 
     Returns (seconds from launch to exit, seconds to import fcnn, seconds of the first step).
     """
-    lr, momentum = optimiser(preset)
-    script = FIRST_STEP.format(preset=preset, batch=TRAINING_BATCH[preset], lr=lr, momentum=momentum)
+    script = FIRST_STEP.format(bench_dir=str(Path(__file__).parent), preset=preset, batch=TRAINING_BATCH[preset])
     launched = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO, env={**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)},

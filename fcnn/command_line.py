@@ -82,6 +82,18 @@ def describe(run, params, done, train_images, test_images, note=""):
     )
 
 
+def describe_tuned_tiles(params):
+    """The start-up line's note on the tuned conv forward: the CPU numba compiles for, and the
+    register tile each conv layer (a 4-D "w") gets on it (fcnn.kernels.tuned.machine)."""
+    from fcnn.kernels.tuned import machine
+
+    name, _ = machine.target_cpu()
+    tiles = ", ".join(f"{layer} {machine.conv_forward_tile(C, F, KH, KW)}"
+                      for layer, arrays in params.items() if arrays.get("w") is not None and arrays["w"].ndim == 4
+                      for F, C, KH, KW in [arrays["w"].shape])
+    return f"tuned conv forward for {machine.target_instruction_set()} ({name}): {tiles}"
+
+
 def optimizer_text(run):
     """'momentum 0.9' for SGD (as before other optimisers existed), else the optimiser's name;
     then the weight decay unless it is 0."""

@@ -289,19 +289,23 @@ def plot_mistakes(images, y_true, y_pred, probs, path, limit=36, dpi=DPI):
     return _save(figure, path)
 
 
-def class_probabilities(params, x, arch, backend="numpy", batch_size=1000):
-    """softmax(logits) for images x (N, C, H, W) float (or (N, H, W)), batch_size at a time -> (N, K)."""
+def class_probabilities(params, x, arch, backend="numpy", batch_size=1000, state=None):
+    """softmax(logits) for images x (N, C, H, W) float (or (N, H, W)), batch_size at a time -> (N, K).
+
+    Evaluation mode: a network with batch norm uses the running statistics in `state`.
+    """
     batches = []
     for start in range(0, len(x), batch_size):
-        logits = forward(params, x[start:start + batch_size], arch, backend)[0]
+        logits = forward(params, x[start:start + batch_size], arch, backend, state=state)[0]
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         batches.append(shifted / shifted.sum(axis=1, keepdims=True))
     return np.concatenate(batches)
 
 
-def write_run_plots(directory, params, arch, metrics, x_test, y_test, backend="numpy", dpi=DPI):
+def write_run_plots(directory, params, arch, metrics, x_test, y_test, backend="numpy", dpi=DPI, state=None):
     """Draw curves.png (skipped when metrics is None or empty), filters.png, confusion.png and
-    mistakes.png into directory, for uint8 test images x_test (N, 28, 28) and labels y_test (N,).
+    mistakes.png into directory, for uint8 test images x_test (N, 28, 28) and labels y_test (N,);
+    state: the model's state (batch norm's running statistics), for the networks that have one.
 
     Returns the list of written Paths.
     """
@@ -309,7 +313,7 @@ def write_run_plots(directory, params, arch, metrics, x_test, y_test, backend="n
     x_test, y_test = np.asarray(x_test), np.asarray(y_test)
     if len(x_test) == 0:
         raise ValueError("write_run_plots: x_test holds no images; there is nothing to predict or draw")
-    probs = class_probabilities(params, scale(x_test), arch, backend)
+    probs = class_probabilities(params, scale(x_test), arch, backend, state=state)
     y_pred = probs.argmax(axis=1)
     written = []
     if metrics:

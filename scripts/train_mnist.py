@@ -19,7 +19,7 @@ from tqdm import tqdm
 import fcnn
 from fcnn import keep_freed_memory, settings, use_one_blas_thread
 from fcnn.checkpoint import generator_from_state, load_checkpoint, metrics_path, save_checkpoint, write_metrics
-from fcnn.command_line import checkpoint_note, describe, format_epoch, parse_args, plural
+from fcnn.command_line import checkpoint_note, describe, describe_tuned_tiles, format_epoch, parse_args, plural
 from fcnn.data import checksum, load_mnist, scale
 from fcnn.outputs import OutputStreamFailed, check_outputs, make_save_folder, say, tell, write_plot_metrics
 from fcnn.stop_signals import StopSignals, Stopped, stop_of
@@ -47,8 +47,6 @@ def main(argv=None):
                 plots.require_matplotlib()
             checkpoint = {**load_checkpoint(args.resume), "path": args.resume} if args.resume else None
             run = settings.resolve(vars(args), checkpoint)
-            if args.plot and fcnn.state_shapes(run["arch"]):
-                raise settings.UsageError(f"--plot does not draw networks with batch norm yet ({run['arch']} has it)")
             save_path = args.save or args.resume
             check_outputs(save_path, args.plot, run["data"], into_resumed=not args.save and bool(args.resume))
             x_train, y_train, x_test, y_test = load_mnist(run["data"])
@@ -84,6 +82,8 @@ def main(argv=None):
             say(describe(run, params, done, len(x_train), len(x_test), data_note))
             seconds = warm_up(params, x_train, y_train, run["arch"], run["backend"])
             say(f"      {run['backend']} kernels ready in {seconds:.1f} s (a first step, compilation included)")
+            if run["backend"] == "tuned":
+                say(f"      {describe_tuned_tiles(params)}")
             stop.check()
             for epoch in range(done, run["epochs"]):
                 lr = learning_rate(run["lr"], run["lr_decay"], epoch)
@@ -120,7 +120,7 @@ def main(argv=None):
             if args.plot:
                 write_plot_metrics(args.plot, metrics)
                 for written in plots.write_run_plots(args.plot, params, run["arch"], metrics, test_images, y_test,
-                                                     backend=run["backend"]):
+                                                     backend=run["backend"], state=model_state):
                     say(f"wrote {written}")
             stop.check()
         except TrainingDiverged as diverged:

@@ -290,7 +290,7 @@ def test_a_few_sgd_steps_fit_a_fixed_batch(arch):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: fcnn.init("resnet"), r"arch must be one of the presets \['lenet5', 'seed'\] or a list of layers; got 'resnet'"),
+        (lambda: fcnn.init("resnet"), r"arch must be one of the presets \['bn', 'lenet5', 'seed'\] or a list of layers; got 'resnet'"),
         (lambda: fcnn.init([{"type": "pool"}]), r"arch\[0\]: layer type must be one of"),
         (lambda: fcnn.init([{"type": "conv", "filters": 2}]), r"arch\[0\] \(conv\): missing required key 'kernel'"),
         (lambda: fcnn.init([{"type": "dense", "units": 3, "size": 2}]), r"arch\[0\] \(dense\): unknown keys \['size'\]"),

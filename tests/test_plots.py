@@ -493,3 +493,16 @@ def test_exponential_moving_average_follows_its_recurrence():
     np.testing.assert_allclose(plots.exponential_moving_average([4.0, 0.0, 2.0], smoothing=0.5), [4.0, 2.0, 2.0])
     np.testing.assert_allclose(plots.exponential_moving_average([3.0] * 5), [3.0] * 5)
     np.testing.assert_allclose(plots.exponential_moving_average([1.0, 5.0], smoothing=0.0), [1.0, 5.0])
+
+
+def test_class_probabilities_of_a_network_with_batch_norm_use_the_running_statistics_given():
+    params, state = fcnn.init("bn", seed=0), fcnn.init_state("bn")
+    trained = {layer: {"running_mean": stats["running_mean"] + 0.5, "running_var": stats["running_var"] * 2}
+               for layer, stats in state.items()}
+    x = scale(np.random.default_rng(0).integers(0, 256, (7, 28, 28), dtype=np.uint8))
+    logits = fcnn.forward(params, x, "bn", "numpy", state=trained)[0]
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    probs = plots.class_probabilities(params, x, "bn", state=trained, batch_size=3)
+    np.testing.assert_allclose(probs, expected, rtol=1e-6)
+    assert not np.allclose(probs, plots.class_probabilities(params, x, "bn", state=state))

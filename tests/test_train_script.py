@@ -857,6 +857,9 @@ def test_the_dropout_masks_do_not_move_the_shuffling_stream(run, tmp_path):
     assert load_checkpoint(save)["rng_state"] == shuffling.bit_generator.state
 
 
-def test_plot_of_a_network_with_batch_norm_is_refused_before_training(run, tmp_path):
-    assert_refused_before_training(run("--arch", "bn", *SMALL, "--plot", tmp_path / "plots"),
-                                   "--plot does not draw networks with batch norm yet")
+def test_plot_draws_a_network_with_batch_norm(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    plots = tmp_path / "plots"
+    status, _, err = run("--arch", "bn", *SMALL, "--test-limit", "50", "--plot", plots)
+    assert status == 0, err
+    assert sorted(p.name for p in plots.glob("*.png")) == sorted(PICTURES)
