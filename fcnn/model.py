@@ -21,6 +21,7 @@ in order, and checks that parameters, state and inputs fit the architecture befo
 """
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
 
@@ -99,15 +100,25 @@ def _layers(arch):
     The functions below whose name starts with _ take this list, so that each public function
     resolves its architecture once.
     """
-    return _plan(arch)[0]
+    return _plan(arch).layers
+
+
+class _Plan(NamedTuple):
+    """What the model keeps of an architecture: its layers (_layers), its units for a backend
+    that fuses conv -> relu -> maxpool (fuse_runs), and the resolved specs' _frozen key, from
+    which forward gives its cache a copy of them."""
+
+    layers: tuple
+    fused_units: tuple
+    resolved: tuple
 
 
 def _plan(arch):
-    """(_layers(arch), its units for a backend that fuses conv -> relu -> maxpool: fuse_runs).
+    """The _Plan of arch.
 
     Resolving and fusing are most of a small training step's Python time, so the plan is kept
     per architecture, keyed on its contents (_frozen): an arch list the user later changes is a
-    new key, never a stale hit. Both are tuples shared between calls: their specs are read,
+    new key, never a stale hit. Its tuples are shared between calls: their specs are read,
     never changed, and never handed to the user.
     """
     if isinstance(arch, str):
@@ -131,7 +142,7 @@ def _plan_of(arch):
     for spec in resolve_arch(arch):
         counts[spec["type"]] = counts.get(spec["type"], 0) + 1
         layer_list.append((f"{spec['type']}{counts[spec['type']]}", spec, LAYER_TYPES[spec["type"]]))
-    return tuple(layer_list), tuple(fuse_runs(layer_list))
+    return _Plan(tuple(layer_list), tuple(fuse_runs(layer_list)), _frozen([spec for _, spec, _ in layer_list]))
 
 
 def _frozen(value):
@@ -400,13 +411,12 @@ def forward(params, x, arch, backend="numpy", *, state=None, training=False, rng
     if rng is not None and not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator or None; got {type(rng).__name__}")
     kernels = get_backend(backend)
-    layer_list, fused_units = _plan(arch)
+    layer_list, fused_units, resolved = _plan(arch)
     out = _fitted_images(params, x, layer_list)
     _check_state(state, layer_list, out.shape[1:], out.dtype)
     mode = Mode(training, rng)
     # The user's copy of the specs: the shared ones in layer_list must never be changed.
-    cache = {"arch": _thawed(_frozen([spec for _, spec, _ in layer_list])), "backend": backend,
-             "input_shape": out.shape}
+    cache = {"arch": _thawed(resolved), "backend": backend, "input_shape": out.shape}
     new_state = {}
     unit_caches = []
     for name, spec, layer in fused_units if offers_fusion(kernels) else layer_list:
@@ -430,7 +440,7 @@ def backward(params, cache, dlogits):
         raise ValueError("cache must be the cache forward returned, {'arch', 'backend', 'input_shape', 'units'}")
     N, *sample_shape = cache["input_shape"]
     kernels = get_backend(cache["backend"])
-    layer_list, fused_units = _plan(cache["arch"])
+    layer_list, fused_units, _ = _plan(cache["arch"])
     expected = _param_shapes(layer_list, sample_shape)
     _params_dtype(params, expected)
     _check_param_shapes(params, expected, sample_shape)
