@@ -415,8 +415,16 @@ def fuse(layer_list, kernels):
 
     Elsewhere (the fused kernel None or absent) the units are the layers themselves.
     """
-    if getattr(kernels, "conv2d_relu_maxpool2d_forward", None) is None:
-        return list(layer_list)
+    return fuse_runs(layer_list) if offers_fusion(kernels) else list(layer_list)
+
+
+def offers_fusion(kernels):
+    """Whether a backend's kernels run conv -> relu -> maxpool as one (all fuse asks of them)."""
+    return getattr(kernels, "conv2d_relu_maxpool2d_forward", None) is not None
+
+
+def fuse_runs(layer_list):
+    """layer_list with every conv -> relu -> maxpool run replaced by one ConvReluMaxPool unit."""
     units = []
     position = 0
     while position < len(layer_list):

@@ -20,10 +20,13 @@ What each layer type computes lives in fcnn.layer_types; this module runs the ba
 in order, and checks that parameters, state and inputs fit the architecture before any kernel runs.
 """
 
+import functools
+from typing import NamedTuple
+
 import numpy as np
 
 from fcnn.kernels import get_backend
-from fcnn.layer_types import LAYER_TYPES, REQUIRED, Mode, check_int, fuse
+from fcnn.layer_types import LAYER_TYPES, REQUIRED, Mode, check_int, fuse_runs, offers_fusion
 from fcnn.losses import softmax_cross_entropy
 from fcnn.tree import describe_structure, tree_paths, tree_structure
 
@@ -116,12 +119,72 @@ def _layers(arch):
     The functions below whose name starts with _ take this list, so that each public function
     resolves its architecture once.
     """
+    return _plan(arch).layers
+
+
+class _Plan(NamedTuple):
+    """What the model keeps of an architecture: its layers (_layers), its units for a backend
+    that fuses conv -> relu -> maxpool (fuse_runs), and the resolved specs' _frozen key, from
+    which forward gives its cache a copy of them."""
+
+    layers: tuple
+    fused_units: tuple
+    resolved: tuple
+
+
+def _plan(arch):
+    """The _Plan of arch.
+
+    Resolving and fusing are most of a small training step's Python time, so the plan is kept
+    per architecture, keyed on its contents (_frozen): an arch list the user later changes is a
+    new key, never a stale hit. Its tuples are shared between calls: their specs are read,
+    never changed, and never handed to the user.
+    """
+    if isinstance(arch, str):
+        arch = PRESETS.get(arch, arch)  # the preset's contents are the key: a changed row is a new one
+    key = _frozen(arch)
+    try:
+        hash(key)
+    except TypeError:  # a value no key can hold (an array as a kernel size): planned afresh
+        return _plan_of(arch)
+    return _cached_plan(key)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_plan(key):
+    return _plan_of(_thawed(key))
+
+
+def _plan_of(arch):
     counts = {}
     layer_list = []
     for spec in resolve_arch(arch):
         counts[spec["type"]] = counts.get(spec["type"], 0) + 1
         layer_list.append((f"{spec['type']}{counts[spec['type']]}", spec, LAYER_TYPES[spec["type"]]))
-    return layer_list
+    return _Plan(tuple(layer_list), tuple(fuse_runs(layer_list)), _frozen([spec for _, spec, _ in layer_list]))
+
+
+def _frozen(value):
+    """value (an arch, spec or spec value) as a hashable key of its contents, every type kept.
+
+    Types are part of the key because 3, 3.0, np.int64(3) and True are equal and hash alike,
+    yet 3.0 and True are refused as sizes.
+    """
+    if isinstance(value, dict):
+        return (type(value), tuple((key, _frozen(item)) for key, item in value.items()))
+    if isinstance(value, (list, tuple)):
+        return (type(value), tuple(_frozen(item) for item in value))
+    return (type(value), value)
+
+
+def _thawed(key):
+    """The value _frozen made key from: new dicts and lists, equal to the original."""
+    kind, contents = key
+    if issubclass(kind, dict):
+        return kind((name, _thawed(item)) for name, item in contents)
+    if issubclass(kind, (list, tuple)):
+        return kind(_thawed(item) for item in contents)
+    return contents
 
 
 def layer_names(arch):
@@ -367,14 +430,15 @@ def forward(params, x, arch, backend="numpy", *, state=None, training=False, rng
     if rng is not None and not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator or None; got {type(rng).__name__}")
     kernels = get_backend(backend)
-    layer_list = _layers(arch)
+    layer_list, fused_units, resolved = _plan(arch)
     out = _fitted_images(params, x, layer_list)
     _check_state(state, layer_list, out.shape[1:], out.dtype)
     mode = Mode(training, rng)
-    cache = {"arch": [spec for _, spec, _ in layer_list], "backend": backend, "input_shape": out.shape}
+    # The user's copy of the specs: the shared ones in layer_list must never be changed.
+    cache = {"arch": _thawed(resolved), "backend": backend, "input_shape": out.shape}
     new_state = {}
     unit_caches = []
-    for name, spec, layer in fuse(layer_list, kernels):
+    for name, spec, layer in fused_units if offers_fusion(kernels) else layer_list:
         if layer.state_shapes is None:
             out, unit_cache = layer.forward(kernels, spec, params.get(name), out, mode)
         else:
@@ -395,7 +459,7 @@ def backward(params, cache, dlogits):
         raise ValueError("cache must be the cache forward returned, {'arch', 'backend', 'input_shape', 'units'}")
     N, *sample_shape = cache["input_shape"]
     kernels = get_backend(cache["backend"])
-    layer_list = _layers(cache["arch"])
+    layer_list, fused_units, _ = _plan(cache["arch"])
     expected = _param_shapes(layer_list, sample_shape)
     _params_dtype(params, expected)
     _check_param_shapes(params, expected, sample_shape)
@@ -403,7 +467,7 @@ def backward(params, cache, dlogits):
     if not isinstance(dlogits, np.ndarray) or dlogits.shape != logits_shape:
         got = dlogits.shape if isinstance(dlogits, np.ndarray) else type(dlogits).__name__
         raise ValueError(f"dlogits must be an array of the logits' shape {logits_shape}; got {got}")
-    units = fuse(layer_list, kernels)
+    units = fused_units if offers_fusion(kernels) else layer_list
     grads = {}
     dout = dlogits
     for position in reversed(range(len(units))):

@@ -23,13 +23,32 @@ def tree_structure(tree):
     return None
 
 
+def same_structure(tree, other):
+    """tree_structure(tree) == tree_structure(other), without building either (key order does not matter)."""
+    if not isinstance(tree, dict):
+        return not isinstance(other, dict)
+    if not isinstance(other, dict) or tree.keys() != other.keys():
+        return False
+    for key, subtree in tree.items():  # a loop, not all(generator): checked on every optimiser step
+        if not same_structure(subtree, other[key]):
+            return False
+    return True
+
+
+def tree_leaf(tree, path):
+    """The leaf of `tree` at `path`, a tuple of keys as tree_paths gives them."""
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
 def tree_map(function, tree, *others):
     """A new tree of function(leaf, *other_leaves) at every leaf of `tree`; `others` share its structure.
 
     Raises ValueError if one of `others` has another structure (keys missing or extra).
     """
     for position, other in enumerate(others):
-        if tree_structure(other) != tree_structure(tree):
+        if not same_structure(other, tree):
             raise ValueError(
                 f"tree {position + 1} must have the structure of the first, "
                 f"{describe_structure(tree)}; got {describe_structure(other)}"

@@ -570,3 +570,29 @@ def test_an_input_of_another_size_than_mnist_is_fine_when_the_params_were_made_f
     with pytest.raises(ValueError, match=r"^x: samples of shape \(1, 9, 8\) do not fit these parameters, made for "
                                          r"samples of shape \(2, 9, 8\)"):
         fcnn.forward(params, x[:, :1], SMALL_ARCH, "numpy")
+
+
+def test_an_arch_list_changed_after_a_call_is_resolved_anew():
+    arch = [{"type": "flatten"}, {"type": "dense", "units": 10}]
+    assert fcnn.param_shapes(arch)["dense1"]["w"] == (784, 10)
+    arch[1]["units"] = 7
+    assert fcnn.param_shapes(arch)["dense1"]["w"] == (784, 7)
+    arch.insert(1, {"type": "dense", "units": 5})
+    assert fcnn.layer_names(arch) == ["flatten1", "dense1", "dense2"]
+
+
+@pytest.mark.parametrize("size", [2.0, True])
+def test_a_refused_size_equal_to_an_accepted_one_is_still_refused(size):
+    fcnn.output_shapes([{"type": "maxpool", "size": 2}])  # 2 == 2.0 == ... hash alike: a key must tell them apart
+    with pytest.raises(ValueError, match="size must be an integer >= 1"):
+        fcnn.output_shapes([{"type": "maxpool", "size": size}])
+
+
+def test_changing_the_specs_in_forwards_cache_changes_no_later_call():
+    params = fcnn.init("seed", seed=0)
+    x, _ = mnist_like(2)
+    _, cache = fcnn.forward(params, x, "seed")
+    cache["arch"][0]["filters"] = 99
+    cache["arch"][0]["kernel"][0] = 7
+    assert fcnn.resolve_arch("seed")[0] == {"type": "conv", "filters": 8, "kernel": [3, 3], "stride": 1, "pad": 0}
+    fcnn.forward(params, x, "seed")

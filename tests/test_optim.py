@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fcnn
-from fcnn.tree import tree_map, tree_paths
+from fcnn.tree import same_structure, tree_map, tree_paths, tree_structure
 
 
 def seed_trees(dtype="float32"):
@@ -229,3 +229,16 @@ def test_adaptive_optimisers_refuse_arguments_that_cannot_be_right(call, message
     params = small_tree(rng)
     with pytest.raises(ValueError, match=message):
         call(params, tree_map(np.ones_like, params))
+
+
+@pytest.mark.parametrize("tree, other, same", [
+    ({"a": {"w": 1, "b": 2}}, {"a": {"b": 0, "w": 0}}, True),  # key order does not matter
+    ({"a": {"w": 1}}, {"a": {"w": 1, "b": 2}}, False),
+    ({"a": {"w": 1}}, {"a": 1}, False),
+    ({"a": 1}, {"a": {"w": 1}}, False),
+    (1, 2, True),
+    ({}, 1, False),
+])
+def test_same_structure_agrees_with_comparing_tree_structures(tree, other, same):
+    assert same_structure(tree, other) is same
+    assert (tree_structure(tree) == tree_structure(other)) is same
