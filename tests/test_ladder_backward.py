@@ -143,6 +143,7 @@ FUSED_CASES = [
     (2, 3, 9, 8, 5, 2, 3, 1, 2, 2, 2),         # odd F and C, padding, a 9 x 10 conv output (a rim no window covers)
     (3, 4, 9, 9, 3, 5, 4, 1, 1, 2, None),      # a patch row of 16 values: the winners' kernel, 3 images on 2 threads
     (2, 6, 14, 14, 16, 5, 5, 1, 0, 2, 2),      # LeNet-5's second conv, 2 images
+    (3, 16, 14, 14, 5, 5, 5, 1, 2, 2, 2),      # bn's second conv, 5 filters: patches of 400, dw from four winners a pass
     (2, 2, 10, 10, 3, 3, 3, 2, 1, 2, None),    # stride 2: every rung hands it on to the unfused kernels
     (2, 2, 9, 9, 2, 3, 3, 1, 1, 3, 2),         # an overlapping 3x3 pool of stride 2: the same
 ]

@@ -50,6 +50,8 @@ LAYER_CASES = [
     (2, 4, 9, 9, 3, 5, 4, 1, 1, 2, None),
     (3, 5, 9, 8, 3, 3, 4, 1, 1, 2, 2),
     (1, 6, 14, 14, 16, 5, 5, 1, 0, 2, 2),
+    # A patch of 400 values (bn's second conv, fewer filters): dw from the winners four at a time.
+    (2, 16, 10, 10, 4, 5, 5, 1, 2, 2, None),
 ]
 # The layer cases the fused fast paths take: stride-1 convolutions, 2x2 pools of stride 2.
 FAST_LAYER_CASES = [case for case in LAYER_CASES if case[7] == 1 and case[9] == 2 and case[10] in (None, 2)]

@@ -16,7 +16,7 @@ from fcnn.kernels import numba_backend
 from fcnn.kernels.numba_cache import cached, compile_variant
 from fcnn.kernels.tuned import fused
 from fcnn.kernels.tuned.conv_backward import finite, input_gradient_from_wide, weight_gradient_from_wide, wide_layout
-from fcnn.kernels.tuned.winners_backward import COPIES, winner_of_window
+from fcnn.kernels.tuned.winners_backward import COPIES, rounded_patch, winner_of_window, winners_backward_kernel
 from fcnn.ladder.rung import Rung
 
 
@@ -210,12 +210,28 @@ def winners_by_patch_rows(dout, x, z, w, stride, pad, size, pool_stride, input_g
     return unfused_tuned_convolution(dout, x, z, w, stride, pad, size, pool_stride, input_gradient)
 
 
+def winners_by_whole_patches(dout, x, z, w, stride, pad, size, pool_stride, input_gradient):
+    """Rung 5: each winner's whole patch one contiguous run of a stacked input (winners_backward.py's
+    winners_backward_kernel), one loop per winner instead of KH; windows visited three apart.
+    The tuned kernel on patches under GROUPED_FROM values."""
+    if _fits(stride, size, pool_stride):
+        _, C, H, W = x.shape
+        F, _, KH, KW = w.shape
+        kernel = winners_backward_kernel(C, H, W, F, KH, KW, pad, bool(input_gradient))
+        chunks = min(numba.get_num_threads(), x.shape[0])
+        dx, dw, db, non_finite = kernel(dout, z, x, w, chunks, rounded_patch(C, KH, KW))
+        if not non_finite:
+            return (dx if input_gradient else None), dw, db
+    return unfused_tuned_convolution(dout, x, z, w, stride, pad, size, pool_stride, input_gradient)
+
+
 FUSED_RUNGS = (
     Rung("unfused, compiled loops", unfused_compiled_loops, None),
     Rung("unfused, tuned convolution", unfused_tuned_convolution, "unfused, compiled loops"),
     Rung("routed into wide rows", routed_into_wide_rows, "unfused, tuned convolution"),
     Rung("winners by patch rows", winners_by_patch_rows, "routed into wide rows"),
-    # The tuned kernel (winners_backward.py): each winner's whole patch one contiguous run of a
-    # stacked input, one loop per winner instead of KH; windows visited three apart.
-    Rung("winners by whole patches (tuned)", fused.conv2d_relu_maxpool2d_backward, "winners by patch rows"),
+    Rung("winners by whole patches", winners_by_whole_patches, "winners by patch rows"),
+    # The tuned kernel (winners_backward.py): on patches of GROUPED_FROM values and more (bn's
+    # second conv), dw from four winners of a filter per pass; else rung 5's kernel.
+    Rung("dw four winners a pass (tuned)", fused.conv2d_relu_maxpool2d_backward, "winners by whole patches"),
 )
