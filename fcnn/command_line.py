@@ -77,7 +77,7 @@ def describe(run, params, done, train_images, test_images, note=""):
         f"fcnn: {run['arch']} net ({count:,} parameters) on the {run['backend']} backend | "
         f"data: {source}, {train_images} train / {test_images} test images\n"
         f"      batch {run['batch_size']}, lr {run['lr']:g}, {optimizer_text(run)}, "
-        f"lr decay {run['lr_decay']:g}, seed {run['seed']}, epochs {done + 1}..{run['epochs']}"
+        f"lr decay {run['lr_decay']:g}, {shift_text(run['shift'])}seed {run['seed']}, epochs {done + 1}..{run['epochs']}"
         + (f"\n      note: {note}" if note else "")
     )
 
@@ -92,6 +92,11 @@ def describe_tuned_tiles(params):
                       for layer, arrays in params.items() if arrays.get("w") is not None and arrays["w"].ndim == 4
                       for F, C, KH, KW in [arrays["w"].shape])
     return f"tuned conv forward for {machine.target_instruction_set()} ({name}): {tiles}"
+
+
+def shift_text(shift):
+    """'images shifted up to 2 px, ' for a run that shifts its training images, else ''."""
+    return f"images shifted up to {shift} px, " if shift else ""
 
 
 def optimizer_text(run):

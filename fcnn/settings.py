@@ -44,8 +44,11 @@ SETTINGS = {
                             "L2 weight decay, as torch.optim's (AdamW's decoupled; default 0, AdamW 0.01)"),
     "lr_decay": Setting(float, lambda value: 0 < value <= 1, "a number in (0, 1]",
                         "lr of epoch e (from 0) is lr * lr_decay**e"),
+    "shift": Setting(int, lambda value: 0 <= value < 28, "an integer from 0 to 27",
+                     "move each training image by up to N pixels each way, new shifts every epoch (0 = off)",
+                     metavar="N"),
     "seed": Setting(int, lambda value: value >= 0, "an integer >= 0",
-                    "seed of the initial weights and the shuffling (default: 0)"),
+                    "seed of the initial weights, the data order (and shifts) and dropout (default: 0)"),
     "data": Setting(str, bool, "a path", "MNIST directory (IDX or CSV) or .npz (default: bundled copy)",
                     optional=True, metavar="PATH"),
     "train_limit": Setting(int, lambda value: value >= 1, "an integer >= 1",
@@ -56,9 +59,13 @@ SETTINGS = {
 # The settings a checkpoint remembers (all but epochs), so that --resume continues its run; with
 # data_sha256, the checksum of the data trained on (fcnn.data.checksum).
 REMEMBERED = tuple(key for key in SETTINGS if key != "epochs")
-# momentum and weight_decay: plain SGD and no decay, for a preset whose row does not name them.
-DEFAULTS = {"arch": "seed", "backend": None, "momentum": 0.0, "weight_decay": 0.0, "seed": 0, "data": None,
+# momentum, weight_decay and shift: plain SGD, no decay and no shifted images, for a preset whose
+# row does not name them.
+DEFAULTS = {"arch": "seed", "backend": None, "momentum": 0.0, "weight_decay": 0.0, "shift": 0, "seed": 0, "data": None,
             "train_limit": None, "test_limit": None}
+
+# Settings newer than the first checkpoints, and the value a checkpoint that lacks one was trained with.
+LATER_SETTINGS = {"weight_decay": 0.0, "shift": 0}
 
 
 def from_text(key, text):
@@ -103,7 +110,7 @@ def preset_of(checkpoint):
 def remembered(checkpoint, given):
     """The settings a checkpoint's config holds, except those `given` on the command line, each
     checked by the table; the architecture comes from the checkpoint's arrays."""
-    config = {key: value for key, value in checkpoint["config"].items()
+    config = {key: value for key, value in {**LATER_SETTINGS, **checkpoint["config"]}.items()
               if key in REMEMBERED and key not in given and key not in ("arch", "optimizer")}
     for key, value in config.items():
         wrong = problem(key, value)

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from fcnn.kernels.contract import check_int
 from fcnn.model import init_state, loss_and_grads, predict
 from fcnn.optim import adam_step, adamw_step, momentum_step, rmsprop_step, sgd_step, zeros_like
 from fcnn.tree import tree_paths
@@ -105,6 +106,29 @@ def batches(n, batch_size, rng):
     return [order[start:start + batch_size] for start in range(0, n, batch_size)]
 
 
+def shifted_images(x, max_shift, rng):
+    """Every image moved by its own (dy, dx), each drawn from -max_shift..max_shift: the
+    augmentation that teaches a network that a digit a pixel or two off centre is the same digit.
+
+    out[n, ..., y, x] = x[n, ..., y - dy[n], x - dx[n]], 0 where that falls outside the image.
+    x (N, ..., H, W) with max_shift < H and < W, rng a numpy.random.Generator (two draws of N
+    integers) -> a new array of x's shape and dtype (x itself for max_shift 0, with nothing drawn).
+    """
+    H, W = x.shape[-2:]
+    check_int("shifted_images", "max_shift", max_shift, 0)
+    if max_shift >= min(H, W):
+        raise ValueError(f"shifted_images: max_shift must be less than the images' size, {H}x{W}; got {max_shift}")
+    if max_shift == 0:
+        return x
+    dy, dx = (rng.integers(-max_shift, max_shift + 1, len(x)) for _ in range(2))
+    border = [(0, 0)] * (x.ndim - 2) + [(max_shift, max_shift)] * 2
+    # windows[n, ..., i, j] is the H x W window of the padded image whose corner is (i, j):
+    # the window at (max_shift - dy, max_shift - dx) holds the image moved by (dy, dx).
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, border), (H, W), axis=(-2, -1))
+    images = np.arange(len(x))
+    return np.moveaxis(windows, (-4, -3), (1, 2))[images, max_shift - dy, max_shift - dx].copy()
+
+
 def learning_rate(lr, lr_decay, epoch):
     """The step size of epoch `epoch` (counted from 0): lr * lr_decay ** epoch."""
     return lr * lr_decay ** epoch
@@ -149,7 +173,8 @@ def all_finite(tree):
 
 
 def train_epoch(params, state, x, labels, arch, backend, *, lr, momentum=0.0, batch_size, rng,
-                epoch=0, on_step=None, optimizer="sgd", weight_decay=0.0, model_state=None, dropout_rng=None):
+                epoch=0, on_step=None, optimizer="sgd", weight_decay=0.0, model_state=None, dropout_rng=None,
+                shift=0):
     """One pass over (x, labels) in a fresh shuffled order drawn from rng, stepped by train_step.
 
     x (N, 1, 28, 28) or (N, 28, 28) float, labels (N,) ints. on_step(step, steps, images,
@@ -159,6 +184,8 @@ def train_epoch(params, state, x, labels, arch, backend, *, lr, momentum=0.0, ba
     state: the optimiser's state (sgd's velocity; see fresh_state for the others).
     model_state, dropout_rng: as train_step takes them; rng shuffles, dropout_rng draws the
     dropout masks (two streams, so that the order of the images does not depend on the network).
+    shift > 0: every batch is moved image by image by up to `shift` pixels each way before its
+    step (shifted_images, the shifts drawn from rng after the order: both are the data's randomness).
     Returns (params, state, stats) with stats = {"train_loss": mean loss per image,
     "train_accuracy": fraction of images the network classified right just before it stepped
     on them (in training mode), "step_losses": [loss of every step]}; with model_state given,
@@ -178,7 +205,8 @@ def train_epoch(params, state, x, labels, arch, backend, *, lr, momentum=0.0, ba
         # The loss is checked here, so NumPy's overflow warnings would only repeat it, noisily.
         with np.errstate(over="ignore", invalid="ignore"):
             params, state, loss, logits, *stepped_model_state = train_step(
-                params, state, x[indices], labels[indices], arch, backend, lr, momentum, optimizer, weight_decay,
+                params, state, shifted_images(x[indices], shift, rng), labels[indices], arch, backend, lr, momentum,
+                optimizer, weight_decay,
                 model_state=model_state, dropout_rng=dropout_rng)
         model_state = stepped_model_state[0] if stepped_model_state else None
         classes = logits.shape[1]

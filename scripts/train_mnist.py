@@ -27,7 +27,7 @@ from fcnn.thread_count import check_thread_count
 from fcnn.training import TrainingDiverged, evaluate, fresh_state, learning_rate, train_epoch, warm_up
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
-OPTIMIZER_SETTINGS = ("optimizer", "momentum", "weight_decay")  # how train_epoch steps
+EPOCH_SETTINGS = ("optimizer", "momentum", "weight_decay", "shift")  # how train_epoch steps
 
 
 def main(argv=None):
@@ -62,7 +62,7 @@ def main(argv=None):
         x_train, y_train, test_images, y_test = scale(x_train[train]), y_train[train], x_test[test], y_test[test]
         x_test = scale(test_images)
 
-        # Three independent streams from one seed: the initial weights, the shuffling order and the dropout masks.
+        # Three independent streams from one seed: the initial weights, the data (its order, any shifts), the dropout masks.
         init_seed, shuffle_seed, dropout_seed = np.random.SeedSequence(run["seed"]).spawn(3)
         if checkpoint:
             params, moments, rng = checkpoint["params"], checkpoint["optimizer_state"], generator_from_state(checkpoint["rng_state"])
@@ -99,7 +99,7 @@ def main(argv=None):
                     params, moments, stats, model_state = train_epoch(
                         params, moments, x_train, y_train, run["arch"], run["backend"], lr=lr, batch_size=run["batch_size"],
                         rng=rng, epoch=epoch, on_step=on_step, model_state=model_state, dropout_rng=dropout_rng,
-                        **{key: run[key] for key in OPTIMIZER_SETTINGS})
+                        **{key: run[key] for key in EPOCH_SETTINGS})
                     seconds = time.perf_counter() - start
                 test_accuracy = evaluate(params, x_test, y_test, run["arch"], run["backend"], model_state=model_state)
                 metrics = metrics + [{"epoch": epoch + 1, "lr": lr, "train_loss": stats["train_loss"],

@@ -25,6 +25,7 @@ NUMBERS = [key for key, setting in SETTINGS.items() if setting.kind in (int, flo
     ("epochs", "3", ["0"]),
     ("train_limit", "10", ["0", "-3"]),
     ("weight_decay", "0", ["-1e-4", "inf", "nan"]),
+    ("shift", "2", ["-1", "28", "1.5"]),
 ])
 def test_the_command_line_and_a_checkpoint_are_held_to_the_same_rule_in_the_same_words(key, good, bad):
     kind = SETTINGS[key].kind
@@ -54,8 +55,12 @@ def test_null_is_fine_only_for_the_optional_settings():
 
 
 def test_every_number_the_script_takes_is_in_the_table():
-    assert set(NUMBERS) == {"epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_decay", "seed",
+    assert set(NUMBERS) == {"epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_decay", "shift", "seed",
                             "train_limit", "test_limit"}
+
+
+def test_a_checkpoint_from_before_shift_was_a_setting_resumes_without_shifts():
+    assert resolve({"backend": "numpy"}, checkpoint_of({"lr": 0.1}, arch="bn"))["shift"] == 0
 
 
 def checkpoint_of(config, epoch=1, arch="seed"):

@@ -15,6 +15,7 @@ from fcnn.training import (
     divergence,
     evaluate,
     learning_rate,
+    shifted_images,
     smoothed_loss,
     train_epoch,
 )
@@ -53,6 +54,59 @@ def test_learning_rate_decays_by_one_factor_per_epoch():
         assert learning_rate(0.2, 0.5, epoch) == pytest.approx(expected, rel=1e-12)
         expected *= 0.5
     assert learning_rate(0.2, 1.0, 9) == 0.2
+
+
+@pytest.mark.parametrize("shape, dtype", [((5, 1, 6, 7), np.float32), ((4, 5, 5), np.float64), ((3, 2, 4, 6), np.float32)])
+@pytest.mark.parametrize("max_shift", [1, 2, 3])
+def test_shifted_images_move_each_image_by_the_offsets_it_draws(shape, dtype, max_shift):
+    x = np.random.default_rng(1).random(shape).astype(dtype)
+    before = x.copy()
+    out = shifted_images(x, max_shift, np.random.default_rng(5))
+    # The documented draws (dy for every image, then dx), and each pixel moved by hand.
+    draws = np.random.default_rng(5)
+    dy, dx = draws.integers(-max_shift, max_shift + 1, len(x)), draws.integers(-max_shift, max_shift + 1, len(x))
+    H, W = shape[-2:]
+    expected = np.zeros_like(x)
+    for n in range(len(x)):
+        for y in range(H):
+            for x_ in range(W):
+                if 0 <= y - dy[n] < H and 0 <= x_ - dx[n] < W:
+                    expected[n, ..., y, x_] = x[n, ..., y - dy[n], x_ - dx[n]]
+    assert out.dtype == dtype and out.shape == shape
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(x, before)
+    assert not np.shares_memory(out, x)
+    assert (dy != 0).any() or (dx != 0).any()  # the case moves something
+
+
+def test_shifted_images_with_max_shift_0_are_the_images_and_draw_nothing():
+    x, rng = np.ones((2, 1, 4, 4), np.float32), np.random.default_rng(3)
+    assert shifted_images(x, 0, rng) is x
+    assert rng.integers(1 << 30) == np.random.default_rng(3).integers(1 << 30)
+
+
+@pytest.mark.parametrize("max_shift, message", [(4, "less than the images' size, 4x5"), (-1, ">= 0"),
+                                                (1.5, "an integer"), (True, "an integer")])
+def test_shifted_images_refuse_a_shift_that_is_not_a_whole_number_of_pixels_inside_the_image(max_shift, message):
+    with pytest.raises(ValueError, match=f"max_shift must be {message}"):
+        shifted_images(np.zeros((2, 1, 4, 5), np.float32), max_shift, np.random.default_rng(0))
+
+
+def test_train_epoch_with_shift_steps_on_batches_shifted_by_the_shuffling_generator(small_mnist):
+    x, y = small_mnist
+    params = fcnn.init("seed", seed=3)
+    _, _, stats = train_epoch(params, fcnn.zeros_like(params), x, y, "seed", "numpy", lr=0.05, batch_size=32,
+                              rng=np.random.default_rng(11), shift=2)
+
+    rng, expected, losses = np.random.default_rng(11), params, []
+    for batch in batches(len(x), 32, rng):
+        loss, grads, _ = fcnn.loss_and_grads(expected, shifted_images(x[batch], 2, rng), y[batch], "seed", "numpy")
+        losses.append(loss)
+        expected = fcnn.sgd_step(expected, grads, 0.05)
+    _, _, unshifted = train_epoch(params, fcnn.zeros_like(params), x, y, "seed", "numpy", lr=0.05, batch_size=32,
+                                  rng=np.random.default_rng(11))
+    assert stats["step_losses"] == pytest.approx(losses, rel=1e-6)
+    assert stats["step_losses"][0] != pytest.approx(unshifted["step_losses"][0], rel=1e-6)
 
 
 # batch_size 1 with momentum 0 is the original script's per-sample SGD.
