@@ -26,7 +26,7 @@ from fcnn.tree import tree_paths
 ARCH_DEFAULTS = {
     "seed": {"epochs": 5, "batch_size": 32, "optimizer": "sgd", "lr": 0.2, "momentum": 0.0, "lr_decay": 0.6},
     "lenet5": {"epochs": 8, "batch_size": 32, "optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "lr_decay": 0.8},
-    "bn": {"epochs": 8, "batch_size": 32, "optimizer": "adam", "lr": 0.002, "lr_decay": 0.7},
+    "bn": {"epochs": 12, "batch_size": 32, "optimizer": "adam", "lr": 0.002, "lr_decay": 0.75, "shift": 2},
 }
 
 # The optimisers a run may train with (fcnn.optim, PyTorch's semantics), and the trees each keeps

@@ -21,7 +21,7 @@ import fcnn.settings
 from fcnn.checkpoint import load_checkpoint, save_checkpoint
 from fcnn.outputs import PICTURES, check_outputs
 from fcnn.stop_signals import Stopped, stop_of
-from fcnn.training import ARCH_DEFAULTS
+from fcnn.training import ARCH_DEFAULTS, shifted_images
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train_mnist.py"
@@ -814,6 +814,7 @@ def test_the_bn_preset_trains_with_adam_and_its_checkpoint_keeps_state_and_dropo
     status, out, err = run("--arch", "bn", "--backend", "numpy", "--train-limit", "200", "--epochs", "1", "--save", save)
     assert status == 0, err
     assert "bn net" in out and f"lr {ARCH_DEFAULTS['bn']['lr']:g}, adam" in out and "test acc" in out
+    assert f"images shifted up to {ARCH_DEFAULTS['bn']['shift']} px" in out
     loaded = load_checkpoint(save)
     assert loaded["optimizer"] == "adam" and loaded["dropout_rng_state"] is not None
     # The running statistics moved from init_state's (mean 0, variance 1) during the epoch.
@@ -846,15 +847,23 @@ def test_the_bn_preset_resumes_bit_exactly(run, tmp_path):
     assert [r["test_accuracy"] for r in a["metrics"]] == [r["test_accuracy"] for r in b["metrics"]]
 
 
-def test_the_dropout_masks_do_not_move_the_shuffling_stream(run, tmp_path):
-    # The shuffling generator is the one a run without dropout would have: its state after an
-    # epoch is that of a Generator from the same seed that drew one permutation and nothing else.
+@pytest.mark.parametrize("shift", [None, "0"])
+def test_the_dropout_masks_do_not_move_the_data_stream(run, tmp_path, shift):
+    # The data generator is the one a run without dropout would have: its state after an epoch is
+    # that of a Generator from the same seed that drew one permutation and, with the preset's
+    # shifts (bn: 2 pixels), dy and dx for each batch of 32, and nothing else.
     save = tmp_path / "bn.npz"
-    assert run("--arch", "bn", "--backend", "numpy", "--train-limit", "64", "--epochs", "1", "--save", save)[0] == 0
+    shift_option = ["--shift", shift] if shift else []
+    assert run("--arch", "bn", "--backend", "numpy", "--train-limit", "64", "--epochs", "1", *shift_option,
+               "--save", save)[0] == 0
     _, shuffle_seed, _ = np.random.SeedSequence(0).spawn(3)
-    shuffling = np.random.default_rng(shuffle_seed)
-    shuffling.permutation(64)
-    assert load_checkpoint(save)["rng_state"] == shuffling.bit_generator.state
+    data = np.random.default_rng(shuffle_seed)
+    data.permutation(64)
+    max_shift = ARCH_DEFAULTS["bn"]["shift"] if shift is None else int(shift)
+    for _ in range(2 if max_shift else 0):
+        shifted_images(np.zeros((32, 1, 28, 28), np.float32), max_shift, data)
+    assert load_checkpoint(save)["rng_state"] == data.bit_generator.state
+    assert load_checkpoint(save)["config"]["shift"] == max_shift
 
 
 def test_plot_draws_a_network_with_batch_norm(run, tmp_path):
