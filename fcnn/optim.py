@@ -58,7 +58,8 @@ def _with_l2(function, params, grads, weight_decay):
     if weight_decay == 0:
         return grads
     weight_decay = float(weight_decay)  # a Python float keeps g in p's dtype (see fcnn.kernels.contract)
-    return tree_map(lambda p, g: g + weight_decay * p, params, grads)
+    # asarray: on a 0-d leaf, NumPy's arithmetic gives a scalar, and the kernels take arrays.
+    return tree_map(lambda p, g: np.asarray(g + weight_decay * p), params, grads)
 
 
 def sgd_step(params, grads, lr, weight_decay=0.0, *, backend="numpy"):
@@ -141,7 +142,7 @@ def _adam(function, params, grads, state, lr, beta1, beta2, eps, weight_decay, d
     if decoupled:
         check_number(function, "weight_decay", weight_decay, 0)
         shrink = float(1 - lr * weight_decay)  # a Python float keeps p in its dtype (see fcnn.kernels.contract)
-        params_to_step = tree_map(lambda p: p * shrink, params)
+        params_to_step = tree_map(lambda p: np.asarray(p * shrink), params)  # asarray: as in _with_l2
     else:
         params_to_step, grads = params, _with_l2(function, params, grads, weight_decay)
     update = get_backend(backend).adam_update
