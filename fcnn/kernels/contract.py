@@ -249,20 +249,19 @@ def check_avgpool2d_backward(dout, x, size=2, stride=None):
     return (*_contiguous(dout, x), int(size), int(size if stride is None else stride))
 
 
-def _check_like_w(kernel, w, **arrays):
-    """w must be a float32 or float64 array of any shape, and each of `arrays` (by name) one of w's shape and dtype."""
+def _arrays_like_w(kernel, w, **arrays):
+    """w, then `arrays` (by name), checked and C-contiguous: w a float32 or float64 array of any
+    shape, each other one of w's shape and dtype. A 0-d array stays 0-d (np.ascontiguousarray
+    would give it a dimension). Lean: the optimisers call it for every array on every step."""
     check_array(kernel, "w", w, getattr(w, "ndim", 0))
     for name, array in arrays.items():
-        check_array(kernel, name, array, getattr(array, "ndim", 0))
+        if not isinstance(array, np.ndarray):
+            raise ValueError(f"{kernel}: {name} must be a numpy array; got {type(array).__name__}")
         if array.shape != w.shape:
             raise ValueError(f"{kernel}: {name} must have the shape of w {w.shape}; got {array.shape}")
         if array.dtype != w.dtype:
             raise ValueError(f"{kernel}: {name} must have the dtype of w ({w.dtype}); got {array.dtype}")
-
-
-def _contiguous_any_shape(*arrays):
-    """Each array C-contiguous, a 0-d one left 0-d (np.ascontiguousarray gives it a dimension)."""
-    return tuple([np.ascontiguousarray(a) if a.ndim else a for a in arrays])
+    return tuple([np.ascontiguousarray(a) if a.ndim else a for a in (w, *arrays.values())])
 
 
 # The optimisers' scalars are handed on as Python floats, whatever number type came in: NumPy
@@ -271,34 +270,34 @@ def _contiguous_any_shape(*arrays):
 
 
 def check_sgd_update(w, dw, lr):
-    _check_like_w("sgd_update", w, dw=dw)
+    arrays = _arrays_like_w("sgd_update", w, dw=dw)
     check_number("sgd_update", "lr", lr, 0)
-    return (*_contiguous_any_shape(w, dw), float(lr))
+    return (*arrays, float(lr))
 
 
 def check_momentum_update(w, dw, velocity, lr, momentum=0.9):
-    _check_like_w("momentum_update", w, dw=dw, velocity=velocity)
+    arrays = _arrays_like_w("momentum_update", w, dw=dw, velocity=velocity)
     check_number("momentum_update", "lr", lr, 0)
     check_number("momentum_update", "momentum", momentum, 0, 1)
-    return (*_contiguous_any_shape(w, dw, velocity), float(lr), float(momentum))
+    return (*arrays, float(lr), float(momentum))
 
 
 def check_adam_update(w, dw, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-    _check_like_w("adam_update", w, dw=dw, m=m, v=v)
+    arrays = _arrays_like_w("adam_update", w, dw=dw, m=m, v=v)
     check_int("adam_update", "t", t, 1)
     check_number("adam_update", "lr", lr, 0)
     check_number("adam_update", "beta1", beta1, 0, 1)
     check_number("adam_update", "beta2", beta2, 0, 1)
     check_number("adam_update", "eps", eps, 0)
-    return (*_contiguous_any_shape(w, dw, m, v), int(t), float(lr), float(beta1), float(beta2), float(eps))
+    return (*arrays, int(t), float(lr), float(beta1), float(beta2), float(eps))
 
 
 def check_rmsprop_update(w, dw, s, lr, alpha=0.99, eps=1e-8):
-    _check_like_w("rmsprop_update", w, dw=dw, s=s)
+    arrays = _arrays_like_w("rmsprop_update", w, dw=dw, s=s)
     check_number("rmsprop_update", "lr", lr, 0)
     check_number("rmsprop_update", "alpha", alpha, 0, 1)
     check_number("rmsprop_update", "eps", eps, 0)
-    return (*_contiguous_any_shape(w, dw, s), float(lr), float(alpha), float(eps))
+    return (*arrays, float(lr), float(alpha), float(eps))
 
 
 @dataclass(frozen=True)
