@@ -13,9 +13,11 @@ weight_decay, everywhere but AdamW, adds the gradient of the L2 penalty weight_d
 dp, as PyTorch does. The per-array updates adam_update and rmsprop_update are CS231n's form of
 the same formulas, one array at a time; the tree versions apply them to every array.
 
-The per-array updates are kernels of the contract (fcnn.kernels: sgd_update, momentum_update,
-adam_update, rmsprop_update): each step takes backend="numpy" and runs that backend's kernel on
-every array; every backend gives the same bits.
+Adam's, AdamW's and RMSProp's per-array updates are kernels of the contract (fcnn.kernels:
+adam_update, rmsprop_update): those steps take backend="numpy" and run that backend's kernel on
+every array, with the same bits from every backend. SGD's one or two operations per array stay
+NumPy's here: through a kernel, the check and the call per array cost more than they saved
+(docs/performance.md).
 """
 
 import numpy as np
@@ -62,30 +64,44 @@ def _with_l2(function, params, grads, weight_decay):
     return tree_map(lambda p, g: np.asarray(g + weight_decay * p), params, grads)
 
 
-def sgd_step(params, grads, lr, weight_decay=0.0, *, backend="numpy"):
-    """Plain gradient descent: p_new = p - lr * (dp + weight_decay * p), for every array (of params' dtype).
+def _descend(params, grads, lr):
+    """p - lr * g at every leaf, of p's dtype."""
+    def descend(p, g):
+        step = lr * g
+        if isinstance(step, np.ndarray):  # not for a 0-d leaf, whose step is a numpy scalar
+            # Written over lr * g: a second temporary of LeNet-5's dense1 (192 KB) cost fresh pages, 7x the arithmetic.
+            return np.subtract(p, step, out=step).astype(p.dtype, copy=False)
+        return (p - step).astype(p.dtype, copy=False)
 
-    backend: the kernels' backend (fcnn.kernels) whose sgd_update steps each array.
-    """
+    return tree_map(descend, params, grads)
+
+
+def sgd_step(params, grads, lr, weight_decay=0.0):
+    """Plain gradient descent: p_new = p - lr * (dp + weight_decay * p), for every array (of params' dtype)."""
     check_number("sgd_step", "lr", lr, 0)
     check_like_params("sgd_step", "grads", params, grads)
-    update = get_backend(backend).sgd_update
-    return tree_map(lambda p, g: update(p, g, lr), params, _with_l2("sgd_step", params, grads, weight_decay))
+    return _descend(params, _with_l2("sgd_step", params, grads, weight_decay), lr)
 
 
-def momentum_step(params, grads, velocity, lr, momentum=0.9, weight_decay=0.0, *, backend="numpy"):
+def momentum_step(params, grads, velocity, lr, momentum=0.9, weight_decay=0.0):
     """SGD with momentum, as PyTorch computes it: v_new = momentum * v + dp; p_new = p - lr * v_new.
 
     dp includes weight_decay * p. Returns (new_params, new_velocity); start with velocity =
-    zeros_like(params). backend: whose momentum_update steps each array.
+    zeros_like(params).
     """
     check_number("momentum_step", "lr", lr, 0)
     check_number("momentum_step", "momentum", momentum, 0, 1)
     check_like_params("momentum_step", "grads", params, grads)
     check_like_params("momentum_step", "velocity", params, velocity)
     grads = _with_l2("momentum_step", params, grads, weight_decay)
-    update = get_backend(backend).momentum_update
-    return tree_unzip(tree_map(lambda p, g, v: update(p, g, v, lr, momentum), params, grads, velocity), 2)
+
+    def accumulate(v, g):
+        new_v = momentum * v
+        new_v += g  # in place, as in _descend
+        return new_v.astype(v.dtype, copy=False)
+
+    new_velocity = tree_map(accumulate, velocity, grads)
+    return _descend(params, new_velocity, lr), new_velocity
 
 
 def adam_update(w, dw, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):

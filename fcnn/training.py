@@ -139,10 +139,9 @@ def train_step(params, state, x, labels, arch, backend, lr, momentum=0.0, optimi
         new_params, new_state = ADAPTIVE_STEPS[optimizer](params, grads, state, lr, weight_decay=weight_decay,
                                                           backend=backend)
     elif momentum == 0:
-        new_params, new_state = sgd_step(params, grads, lr, weight_decay=weight_decay, backend=backend), state
+        new_params, new_state = sgd_step(params, grads, lr, weight_decay=weight_decay), state
     else:
-        new_params, new_state = momentum_step(params, grads, state, lr, momentum, weight_decay=weight_decay,
-                                              backend=backend)
+        new_params, new_state = momentum_step(params, grads, state, lr, momentum, weight_decay=weight_decay)
     return (new_params, new_state, loss, logits, *new_model_state)
 
 

@@ -143,11 +143,11 @@ def torch_hyperparameters(hyper):
 
 
 def fcnn_step(name, params, grads, state, hyper, backend="numpy"):
+    """One step of `name`; the adaptive optimisers through `backend`'s kernels (SGD's are NumPy's)."""
     if name == "sgd_step":
-        return fcnn.sgd_step(params, grads, **hyper, backend=backend), None
+        return fcnn.sgd_step(params, grads, **hyper), None
     if name == "momentum_step":
-        return fcnn.momentum_step(params, grads, fcnn.zeros_like(params) if state is None else state, **hyper,
-                                  backend=backend)
+        return fcnn.momentum_step(params, grads, fcnn.zeros_like(params) if state is None else state, **hyper)
     return getattr(fcnn, name)(params, grads, state, **hyper, backend=backend)
 
 
@@ -156,6 +156,8 @@ def fcnn_step(name, params, grads, state, hyper, backend="numpy"):
 def test_optimisers_match_pytorch_over_several_steps(case, backend):
     torch = pytest.importorskip("torch")
     name, torch_name, hyper = OPTIMISERS[case]
+    if name in ("sgd_step", "momentum_step") and backend != "numpy":
+        pytest.skip("SGD's steps take no backend: their updates are NumPy's")
     rng = np.random.default_rng(1)
     params = small_tree(rng)
     leaves = [torch.tensor(array, requires_grad=True) for _, array in tree_paths(params)]

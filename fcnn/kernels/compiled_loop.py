@@ -166,7 +166,5 @@ def avgpool2d_backward_2x2(dout, x):
 # ZeroDivisionError, and the loop, without a test on every divisor, is vectorised.
 OPTIMISER = dict(error_model="numpy")
 
-sgd_update = _compile(loop.sgd_update, _namespace, **OPTIMISER)
-momentum_update = _compile(loop.momentum_update, _namespace, **OPTIMISER)
 adam_update = _compile(loop.adam_update, _namespace, **OPTIMISER)
 rmsprop_update = _compile(loop.rmsprop_update, _namespace, **OPTIMISER)

@@ -269,19 +269,6 @@ def _arrays_like_w(kernel, w, **arrays):
 # float64 would make NumPy's arithmetic on float32 arrays float64.
 
 
-def check_sgd_update(w, dw, lr):
-    arrays = _arrays_like_w("sgd_update", w, dw=dw)
-    check_number("sgd_update", "lr", lr, 0)
-    return (*arrays, float(lr))
-
-
-def check_momentum_update(w, dw, velocity, lr, momentum=0.9):
-    arrays = _arrays_like_w("momentum_update", w, dw=dw, velocity=velocity)
-    check_number("momentum_update", "lr", lr, 0)
-    check_number("momentum_update", "momentum", momentum, 0, 1)
-    return (*arrays, float(lr), float(momentum))
-
-
 def check_adam_update(w, dw, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
     arrays = _arrays_like_w("adam_update", w, dw=dw, m=m, v=v)
     check_int("adam_update", "t", t, 1)
@@ -329,8 +316,6 @@ KERNELS = {
     "dropout_backward": Kernel(check_dropout_backward, loop.dropout_backward.__doc__),
     "avgpool2d_forward": Kernel(check_avgpool2d_forward, loop.avgpool2d_forward.__doc__),
     "avgpool2d_backward": Kernel(check_avgpool2d_backward, loop.avgpool2d_backward.__doc__),
-    "sgd_update": Kernel(check_sgd_update, loop.sgd_update.__doc__),
-    "momentum_update": Kernel(check_momentum_update, loop.momentum_update.__doc__),
     "adam_update": Kernel(check_adam_update, loop.adam_update.__doc__),
     "rmsprop_update": Kernel(check_rmsprop_update, loop.rmsprop_update.__doc__),
 }

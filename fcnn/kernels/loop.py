@@ -422,41 +422,6 @@ def avgpool2d_backward(dout, x, size=2, stride=None):
 # scalar would lift the float32 arithmetic to float64, and the backends would differ in the last bit.
 
 
-def sgd_update(w, dw, lr):
-    """Plain gradient descent on one array.
-
-    w_new[k] = w[k] - lr * dw[k]
-
-    w, dw (any shape, the same; float32 or float64) -> w_new (shape and dtype of w)
-    """
-    real = w.dtype.type
-    shape = w.shape
-    w, dw = w.ravel(), dw.ravel()
-    new_w = np.empty(w.size, dtype=w.dtype)
-    for k in range(w.size):
-        new_w[k] = w[k] - real(lr) * dw[k]
-    return new_w.reshape(shape)
-
-
-def momentum_update(w, dw, velocity, lr, momentum=0.9):
-    """SGD with momentum on one array, as torch.optim.SGD computes it (dampening 0, not Nesterov).
-
-    velocity_new[k] = momentum * velocity[k] + dw[k]
-    w_new[k]        = w[k] - lr * velocity_new[k]
-
-    w, dw, velocity (any shape, the same) -> (w_new, velocity_new) (shape and dtype of w)
-    """
-    real = w.dtype.type
-    shape = w.shape
-    w, dw, velocity = w.ravel(), dw.ravel(), velocity.ravel()
-    new_w = np.empty(w.size, dtype=w.dtype)
-    new_velocity = np.empty(w.size, dtype=w.dtype)
-    for k in range(w.size):
-        new_velocity[k] = real(momentum) * velocity[k] + dw[k]
-        new_w[k] = w[k] - real(lr) * new_velocity[k]
-    return new_w.reshape(shape), new_velocity.reshape(shape)
-
-
 def adam_update(w, dw, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
     """One Adam step on one array (Kingma & Ba 2015), as torch.optim.Adam computes it.
 

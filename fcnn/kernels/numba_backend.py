@@ -63,7 +63,5 @@ def avgpool2d_backward(dout, x, size, stride):
     return compiled.avgpool2d_backward(dout, x, size, stride)
 
 
-sgd_update = compiled.sgd_update
-momentum_update = compiled.momentum_update
 adam_update = compiled.adam_update
 rmsprop_update = compiled.rmsprop_update

@@ -280,23 +280,6 @@ def _arrays(*values):
     return tuple(np.asarray(value) for value in values)
 
 
-def sgd_update(w, dw, lr):
-    """Plain gradient descent: w_new = w - lr * dw. w, dw (same shape) -> w_new"""
-    # Written over lr * dw: a second temporary of LeNet-5's dense1 (192 KB) cost fresh pages, 7x the arithmetic.
-    step = np.multiply(lr, dw, out=np.empty_like(w))
-    return np.subtract(w, step, out=step)
-
-
-def momentum_update(w, dw, velocity, lr, momentum=0.9):
-    """SGD with momentum: velocity_new = momentum * velocity + dw, w_new = w - lr * velocity_new.
-
-    w, dw, velocity (same shape) -> (w_new, velocity_new)
-    """
-    velocity = np.multiply(momentum, velocity, out=np.empty_like(velocity))
-    velocity += dw  # in place, as in sgd_update
-    return sgd_update(w, velocity, lr), velocity
-
-
 def adam_update(w, dw, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
     """Adam: m_new = beta1 * m + (1 - beta1) * dw, v_new = beta2 * v + (1 - beta2) * dw**2,
     w_new = w - lr * m_hat / (sqrt(v_hat) + eps), m_hat = m_new / (1 - beta1**t), v_hat = v_new / (1 - beta2**t).
