@@ -14,8 +14,8 @@ dp, as PyTorch does. The per-array updates adam_update and rmsprop_update are CS
 the same formulas, one array at a time; the tree versions apply them to every array.
 
 Adam's, AdamW's and RMSProp's per-array updates are kernels of the contract (fcnn.kernels:
-adam_update, rmsprop_update): those steps take backend="numpy" and run that backend's kernel on
-every array, with the same bits from every backend. SGD's one or two operations per array stay
+adam_update, rmsprop_update; the two here are the numpy backend's): those steps take
+backend="numpy" and run that backend's kernel on every array, with the same bits from every backend. SGD's one or two operations per array stay
 NumPy's here: through a kernel, the check and the call per array cost more than they saved
 (docs/performance.md).
 """
@@ -24,6 +24,8 @@ import numpy as np
 
 from fcnn.kernels import get_backend
 from fcnn.kernels.contract import check_number
+# The numpy backend's own functions (unchecked, as they always were here): the exercises' references.
+from fcnn.kernels.vectorized import adam_update, rmsprop_update
 from fcnn.tree import describe_structure, same_structure, tree_leaf, tree_map, tree_paths, tree_unzip
 
 
@@ -102,31 +104,6 @@ def momentum_step(params, grads, velocity, lr, momentum=0.9, weight_decay=0.0):
 
     new_velocity = tree_map(accumulate, velocity, grads)
     return _descend(params, new_velocity, lr), new_velocity
-
-
-def adam_update(w, dw, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-    """One Adam step on one array (Kingma & Ba 2015), as torch.optim.Adam computes it:
-
-        m = beta1 * m + (1 - beta1) * dw          the gradients' running mean
-        v = beta2 * v + (1 - beta2) * dw**2       their squares' running mean
-        w = w - lr * m_hat / (sqrt(v_hat) + eps), m_hat = m / (1 - beta1**t), v_hat = v / (1 - beta2**t)
-
-    t is this step's number, 1 on the first: m and v start at 0, and the bias corrections m_hat,
-    v_hat undo that start (at t = 1, m_hat = dw exactly). eps is outside the square root.
-    w, dw, m, v the same shape -> (w, m, v), new arrays.
-    """
-    return get_backend("numpy").adam_update(w, dw, m, v, t, lr, beta1, beta2, eps)
-
-
-def rmsprop_update(w, dw, s, lr, alpha=0.99, eps=1e-8):
-    """One RMSProp step on one array (Hinton's lecture 6e), as torch.optim.RMSprop computes it:
-
-        s = alpha * s + (1 - alpha) * dw**2       the squared gradients' running mean
-        w = w - lr * dw / (sqrt(s) + eps)         eps outside the square root
-
-    w, dw, s the same shape -> (w, s), new arrays; s starts at 0.
-    """
-    return get_backend("numpy").rmsprop_update(w, dw, s, lr, alpha, eps)
 
 
 def _check_state(function, params, state, keys):

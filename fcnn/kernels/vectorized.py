@@ -275,28 +275,33 @@ def avgpool2d_backward(dout, x, size=2, stride=None):
 # arrays' dtype as it meets them (NEP 50): float32 in, float32 arithmetic, float32 out.
 
 
-def _arrays(*values):
-    """The results as arrays: arithmetic on 0-d arrays gives NumPy scalars."""
-    return tuple(np.asarray(value) for value in values)
-
-
 def adam_update(w, dw, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-    """Adam: m_new = beta1 * m + (1 - beta1) * dw, v_new = beta2 * v + (1 - beta2) * dw**2,
-    w_new = w - lr * m_hat / (sqrt(v_hat) + eps), m_hat = m_new / (1 - beta1**t), v_hat = v_new / (1 - beta2**t).
+    """One Adam step on one array (Kingma & Ba 2015), as torch.optim.Adam computes it:
 
-    w, dw, m, v (same shape), t the step's number from 1 -> (w_new, m_new, v_new)
+        m = beta1 * m + (1 - beta1) * dw          the gradients' running mean
+        v = beta2 * v + (1 - beta2) * dw**2       their squares' running mean
+        w = w - lr * m_hat / (sqrt(v_hat) + eps), m_hat = m / (1 - beta1**t), v_hat = v / (1 - beta2**t)
+
+    t is this step's number, 1 on the first: m and v start at 0, and the bias corrections m_hat,
+    v_hat undo that start (at t = 1, m_hat = dw exactly). eps is outside the square root.
+    w, dw, m, v the same shape -> (w, m, v), new arrays.
     """
     m = beta1 * m + (1 - beta1) * dw
     v = beta2 * v + (1 - beta2) * dw * dw
     m_hat = m / (1 - beta1**t)
     v_hat = v / (1 - beta2**t)
-    return _arrays(w - lr * m_hat / (np.sqrt(v_hat) + eps), m, v)
+    w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return np.asarray(w), np.asarray(m), np.asarray(v)  # arrays: on 0-d arrays NumPy's arithmetic gives scalars
 
 
 def rmsprop_update(w, dw, s, lr, alpha=0.99, eps=1e-8):
-    """RMSProp: s_new = alpha * s + (1 - alpha) * dw**2, w_new = w - lr * dw / (sqrt(s_new) + eps).
+    """One RMSProp step on one array (Hinton's lecture 6e), as torch.optim.RMSprop computes it:
 
-    w, dw, s (same shape) -> (w_new, s_new)
+        s = alpha * s + (1 - alpha) * dw**2       the squared gradients' running mean
+        w = w - lr * dw / (sqrt(s) + eps)         eps outside the square root
+
+    w, dw, s the same shape -> (w, s), new arrays; s starts at 0.
     """
     s = alpha * s + (1 - alpha) * dw * dw
-    return _arrays(w - lr * dw / (np.sqrt(s) + eps), s)
+    w = w - lr * dw / (np.sqrt(s) + eps)
+    return np.asarray(w), np.asarray(s)  # as in adam_update
