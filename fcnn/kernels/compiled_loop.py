@@ -159,9 +159,9 @@ def avgpool2d_backward_2x2(dout, x):
 
 
 # ---- Optimisers: the update of one parameter array -------------------------------------------
-# Not parallel: the presets' arrays are small (bn's largest, dense1's w, holds 102 400 values), and starting
-# a parallel loop and waiting at its closing barrier would cost more than the pass, once per
-# array. No fastmath: the updates' bits are NumPy's in every backend. error_model "numpy": a
+# Not parallel: the presets' arrays are small (bn's largest, dense1's w, holds 102 400 values),
+# and starting a parallel loop and waiting at its closing barrier would cost more than the pass,
+# once per array. No fastmath: the updates' bits are NumPy's in every backend. error_model "numpy": a
 # division by 0 (eps 0 and a zero moment) gives inf or NaN, as NumPy's does, instead of raising
 # ZeroDivisionError, and the loop, without a test on every divisor, is vectorised.
 OPTIMISER = dict(error_model="numpy")
