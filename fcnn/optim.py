@@ -12,11 +12,20 @@ Each optimiser means what PyTorch's of the same name means, hyper-parameters inc
 weight_decay, everywhere but AdamW, adds the gradient of the L2 penalty weight_decay/2 * p**2 to
 dp, as PyTorch does. The per-array updates adam_update and rmsprop_update are CS231n's form of
 the same formulas, one array at a time; the tree versions apply them to every array.
+
+Adam's, AdamW's and RMSProp's per-array updates are kernels of the contract (fcnn.kernels:
+adam_update, rmsprop_update; the two here are the numpy backend's): those steps take
+backend="numpy" and run that backend's kernel on every array, with the same bits from every backend. SGD's one or two operations per array stay
+NumPy's here: through a kernel, the check and the call per array cost more than they saved
+(docs/performance.md).
 """
 
 import numpy as np
 
+from fcnn.kernels import get_backend
 from fcnn.kernels.contract import check_number
+# The numpy backend's own functions (unchecked, as they always were here): the exercises' references.
+from fcnn.kernels.vectorized import adam_update, rmsprop_update
 from fcnn.tree import describe_structure, same_structure, tree_leaf, tree_map, tree_paths, tree_unzip
 
 
@@ -52,7 +61,9 @@ def _with_l2(function, params, grads, weight_decay):
     check_number(function, "weight_decay", weight_decay, 0)
     if weight_decay == 0:
         return grads
-    return tree_map(lambda p, g: g + weight_decay * p, params, grads)
+    weight_decay = float(weight_decay)  # a Python float keeps g in p's dtype (see fcnn.kernels.contract)
+    # asarray: on a 0-d leaf, NumPy's arithmetic gives a scalar, and the kernels take arrays.
+    return tree_map(lambda p, g: np.asarray(g + weight_decay * p), params, grads)
 
 
 def _descend(params, grads, lr):
@@ -95,36 +106,6 @@ def momentum_step(params, grads, velocity, lr, momentum=0.9, weight_decay=0.0):
     return _descend(params, new_velocity, lr), new_velocity
 
 
-def adam_update(w, dw, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
-    """One Adam step on one array (Kingma & Ba 2015), as torch.optim.Adam computes it:
-
-        m = beta1 * m + (1 - beta1) * dw          the gradients' running mean
-        v = beta2 * v + (1 - beta2) * dw**2       their squares' running mean
-        w = w - lr * m_hat / (sqrt(v_hat) + eps), m_hat = m / (1 - beta1**t), v_hat = v / (1 - beta2**t)
-
-    t is this step's number, 1 on the first: m and v start at 0, and the bias corrections m_hat,
-    v_hat undo that start (at t = 1, m_hat = dw exactly). eps is outside the square root.
-    w, dw, m, v the same shape -> (w, m, v), new arrays.
-    """
-    m = beta1 * m + (1 - beta1) * dw
-    v = beta2 * v + (1 - beta2) * dw * dw
-    m_hat = m / (1 - beta1**t)
-    v_hat = v / (1 - beta2**t)
-    return w - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
-
-
-def rmsprop_update(w, dw, s, lr, alpha=0.99, eps=1e-8):
-    """One RMSProp step on one array (Hinton's lecture 6e), as torch.optim.RMSprop computes it:
-
-        s = alpha * s + (1 - alpha) * dw**2       the squared gradients' running mean
-        w = w - lr * dw / (sqrt(s) + eps)         eps outside the square root
-
-    w, dw, s the same shape -> (w, s), new arrays; s starts at 0.
-    """
-    s = alpha * s + (1 - alpha) * dw * dw
-    return w - lr * dw / (np.sqrt(s) + eps), s
-
-
 def _check_state(function, params, state, keys):
     """state must be None (a fresh start) or a dict of exactly `keys`, each tree like params
     ("t", if a key, an integer >= 0: the steps taken). Returns state, a fresh one for None."""
@@ -143,7 +124,7 @@ def _check_state(function, params, state, keys):
     return state
 
 
-def _adam(function, params, grads, state, lr, beta1, beta2, eps, weight_decay, decoupled):
+def _adam(function, params, grads, state, lr, beta1, beta2, eps, weight_decay, decoupled, backend):
     check_number(function, "lr", lr, 0)
     check_number(function, "beta1", beta1, 0, 1)
     check_number(function, "beta2", beta2, 0, 1)
@@ -153,41 +134,41 @@ def _adam(function, params, grads, state, lr, beta1, beta2, eps, weight_decay, d
     t = int(state["t"]) + 1
     if decoupled:
         check_number(function, "weight_decay", weight_decay, 0)
-        params_to_step = tree_map(lambda p: p * (1 - lr * weight_decay), params)
+        shrink = float(1 - lr * weight_decay)  # a Python float keeps p in its dtype (see fcnn.kernels.contract)
+        params_to_step = tree_map(lambda p: np.asarray(p * shrink), params)  # asarray: as in _with_l2
     else:
         params_to_step, grads = params, _with_l2(function, params, grads, weight_decay)
-
-    def update(p, g, m, v):
-        return tuple(a.astype(p.dtype, copy=False) for a in adam_update(p, g, m, v, t, lr, beta1, beta2, eps))
-
-    new_params, m, v = tree_unzip(tree_map(update, params_to_step, grads, state["m"], state["v"]), 3)
+    update = get_backend(backend).adam_update
+    new_params, m, v = tree_unzip(tree_map(lambda p, g, m, v: update(p, g, m, v, t, lr, beta1, beta2, eps),
+                                           params_to_step, grads, state["m"], state["v"]), 3)
     return new_params, {"t": t, "m": m, "v": v}
 
 
-def adam_step(params, grads, state, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+def adam_step(params, grads, state, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, *, backend="numpy"):
     """Adam (adam_update on every array), as torch.optim.Adam with betas=(beta1, beta2).
 
     dp includes weight_decay * p (L2, coupled: it passes through the moments). state: None on
     the first step, then the state the previous step returned, {"t": steps taken, "m": tree,
-    "v": tree}. Returns (new_params, new_state).
+    "v": tree}. Returns (new_params, new_state). backend: whose adam_update steps each array.
     """
-    return _adam("adam_step", params, grads, state, lr, beta1, beta2, eps, weight_decay, decoupled=False)
+    return _adam("adam_step", params, grads, state, lr, beta1, beta2, eps, weight_decay, False, backend)
 
 
-def adamw_step(params, grads, state, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+def adamw_step(params, grads, state, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, *, backend="numpy"):
     """AdamW (Loshchilov & Hutter 2019), as torch.optim.AdamW: weight decay decoupled from the moments.
 
     p is first shrunk, p = p * (1 - lr * weight_decay), then stepped by adam_update with dp
-    alone. state and result as adam_step's; weight_decay defaults to PyTorch's 0.01.
+    alone. state, result and backend as adam_step's; weight_decay defaults to PyTorch's 0.01.
     """
-    return _adam("adamw_step", params, grads, state, lr, beta1, beta2, eps, weight_decay, decoupled=True)
+    return _adam("adamw_step", params, grads, state, lr, beta1, beta2, eps, weight_decay, True, backend)
 
 
-def rmsprop_step(params, grads, state, lr, alpha=0.99, eps=1e-8, weight_decay=0.0):
+def rmsprop_step(params, grads, state, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, *, backend="numpy"):
     """RMSProp (rmsprop_update on every array), as torch.optim.RMSprop (not centered, no momentum).
 
     dp includes weight_decay * p. state: None on the first step, then the state the previous
-    step returned, {"s": tree}. Returns (new_params, new_state).
+    step returned, {"s": tree}. Returns (new_params, new_state). backend: whose rmsprop_update
+    steps each array.
     """
     check_number("rmsprop_step", "lr", lr, 0)
     check_number("rmsprop_step", "alpha", alpha, 0, 1)
@@ -195,9 +176,6 @@ def rmsprop_step(params, grads, state, lr, alpha=0.99, eps=1e-8, weight_decay=0.
     check_like_params("rmsprop_step", "grads", params, grads)
     state = _check_state("rmsprop_step", params, state, ("s",))
     grads = _with_l2("rmsprop_step", params, grads, weight_decay)
-
-    def update(p, g, s):
-        return tuple(a.astype(p.dtype, copy=False) for a in rmsprop_update(p, g, s, lr, alpha, eps))
-
-    new_params, s = tree_unzip(tree_map(update, params, grads, state["s"]), 2)
+    update = get_backend(backend).rmsprop_update
+    new_params, s = tree_unzip(tree_map(lambda p, g, s: update(p, g, s, lr, alpha, eps), params, grads, state["s"]), 2)
     return new_params, {"s": s}

@@ -160,7 +160,8 @@ def train_step(params, state, x, labels, arch, backend, lr, momentum=0.0, optimi
     loss, grads, logits, *new_model_state = loss_and_grads(
         params, x, labels, arch, backend, state=model_state, training=True, rng=dropout_rng)
     if optimizer != "sgd":
-        new_params, new_state = ADAPTIVE_STEPS[optimizer](params, grads, state, lr, weight_decay=weight_decay)
+        new_params, new_state = ADAPTIVE_STEPS[optimizer](params, grads, state, lr, weight_decay=weight_decay,
+                                                          backend=backend)
     elif momentum == 0:
         new_params, new_state = sgd_step(params, grads, lr, weight_decay=weight_decay), state
     else:

@@ -156,3 +156,15 @@ def avgpool2d_forward_2x2(x):
 @_fast_path(loop.avgpool2d_backward, **PARALLEL)
 def avgpool2d_backward_2x2(dout, x):
     return avgpool2d_backward(dout, x, 2, 2)
+
+
+# ---- Optimisers: the update of one parameter array -------------------------------------------
+# Not parallel: the presets' arrays are small (bn's largest, dense1's w, holds 102 400 values),
+# and starting a parallel loop and waiting at its closing barrier would cost more than the pass,
+# once per array. No fastmath: the updates' bits are NumPy's in every backend. error_model "numpy": a
+# division by 0 (eps 0 and a zero moment) gives inf or NaN, as NumPy's does, instead of raising
+# ZeroDivisionError, and the loop, without a test on every divisor, is vectorised.
+OPTIMISER = dict(error_model="numpy")
+
+adam_update = _compile(loop.adam_update, _namespace, **OPTIMISER)
+rmsprop_update = _compile(loop.rmsprop_update, _namespace, **OPTIMISER)

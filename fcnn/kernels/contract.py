@@ -8,6 +8,7 @@ kernels specialise on layout: one layout, one compilation), plain ints, a pool's
 Adding a kernel: one row in KERNELS, and its function, under the row's name, in each backend.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -168,7 +169,9 @@ def check_number(kernel, name, value, low, high=None, low_inclusive=True):
     """`value` must be a finite real number in [low, high) ((low, high) when not low_inclusive); bool is refused."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{kernel}: {name} must be a number; got {value!r}")
-    if not np.isfinite(value):
+    # math's, not np.isfinite: a ufunc on one number costs half a microsecond, and the optimisers
+    # check several numbers per parameter array on every step.
+    if not math.isfinite(value):
         raise ValueError(f"{kernel}: {name} must be finite; got {value}")
     too_low = value < low if low_inclusive else value <= low
     if too_low or (high is not None and value >= high):
@@ -246,6 +249,44 @@ def check_avgpool2d_backward(dout, x, size=2, stride=None):
     return (*_contiguous(dout, x), int(size), int(size if stride is None else stride))
 
 
+def _arrays_like_w(kernel, w, **arrays):
+    """w, then `arrays` (by name), checked and C-contiguous: w a float32 or float64 array of any
+    shape, each other one of w's shape and dtype. A 0-d array stays 0-d (np.ascontiguousarray
+    would give it a dimension). Lean: the optimisers call it for every array on every step."""
+    check_array(kernel, "w", w, getattr(w, "ndim", 0))
+    for name, array in arrays.items():
+        if not isinstance(array, np.ndarray):
+            raise ValueError(f"{kernel}: {name} must be a numpy array; got {type(array).__name__}")
+        if array.shape != w.shape:
+            raise ValueError(f"{kernel}: {name} must have the shape of w {w.shape}; got {array.shape}")
+        if array.dtype != w.dtype:
+            raise ValueError(f"{kernel}: {name} must have the dtype of w ({w.dtype}); got {array.dtype}")
+    return tuple([np.ascontiguousarray(a) if a.ndim else a for a in (w, *arrays.values())])
+
+
+# The optimisers' scalars are handed on as Python floats, whatever number type came in: NumPy
+# rounds a Python float to the arrays' dtype (NEP 50), as the loops round theirs, where a NumPy
+# float64 would make NumPy's arithmetic on float32 arrays float64.
+
+
+def check_adam_update(w, dw, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+    arrays = _arrays_like_w("adam_update", w, dw=dw, m=m, v=v)
+    check_int("adam_update", "t", t, 1)
+    check_number("adam_update", "lr", lr, 0)
+    check_number("adam_update", "beta1", beta1, 0, 1)
+    check_number("adam_update", "beta2", beta2, 0, 1)
+    check_number("adam_update", "eps", eps, 0)
+    return (*arrays, int(t), float(lr), float(beta1), float(beta2), float(eps))
+
+
+def check_rmsprop_update(w, dw, s, lr, alpha=0.99, eps=1e-8):
+    arrays = _arrays_like_w("rmsprop_update", w, dw=dw, s=s)
+    check_number("rmsprop_update", "lr", lr, 0)
+    check_number("rmsprop_update", "alpha", alpha, 0, 1)
+    check_number("rmsprop_update", "eps", eps, 0)
+    return (*arrays, float(lr), float(alpha), float(eps))
+
+
 @dataclass(frozen=True)
 class Kernel:
     """One kernel of the contract: check(*args, **kwargs) -> the implementation's arguments; doc its docstring.
@@ -275,4 +316,6 @@ KERNELS = {
     "dropout_backward": Kernel(check_dropout_backward, loop.dropout_backward.__doc__),
     "avgpool2d_forward": Kernel(check_avgpool2d_forward, loop.avgpool2d_forward.__doc__),
     "avgpool2d_backward": Kernel(check_avgpool2d_backward, loop.avgpool2d_backward.__doc__),
+    "adam_update": Kernel(check_adam_update, loop.adam_update.__doc__),
+    "rmsprop_update": Kernel(check_rmsprop_update, loop.rmsprop_update.__doc__),
 }

@@ -412,3 +412,62 @@ def avgpool2d_backward(dout, x, size=2, stride=None):
                         for dj in range(size):
                             dx[n, c, i * stride + di, j * stride + dj] += share
     return dx
+
+
+# ---- Optimisers: the update of one parameter array -------------------------------------------
+# Each value is updated on its own, in one pass over the arrays flattened; the results are new
+# arrays, nothing is updated in place. Each scalar meets the values rounded to their dtype,
+# `real(lr)`, as NumPy rounds a Python float that meets a float32 array (NEP 50); a scalar made
+# of others, 1 - beta1, is computed first and rounded once, as NumPy does. Compiled, a float64
+# scalar would lift the float32 arithmetic to float64, and the backends would differ in the last bit.
+
+
+def adam_update(w, dw, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+    """One Adam step on one array (Kingma & Ba 2015), as torch.optim.Adam computes it.
+
+    m_new[k] = beta1 * m[k] + (1 - beta1) * dw[k]          the gradients' running mean
+    v_new[k] = beta2 * v[k] + (1 - beta2) * dw[k] * dw[k]  their squares' running mean
+    w_new[k] = w[k] - lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m_new[k] / (1 - beta1**t),
+                                                          v_hat = v_new[k] / (1 - beta2**t)
+
+    t is this step's number, 1 on the first: m and v start at 0, and the bias corrections undo
+    that start (at t = 1, m_hat = dw exactly). eps is outside the square root.
+    w, dw, m, v (any shape, the same) -> (w_new, m_new, v_new) (shape and dtype of w)
+    """
+    real = w.dtype.type
+    # t as a float: compiled, beta1**t with an integer t is a chain of multiplications, which
+    # rounds otherwise than the pow() that Python and NumPy take.
+    correction1 = real(1 - beta1 ** float(t))
+    correction2 = real(1 - beta2 ** float(t))
+    shape = w.shape
+    w, dw, m, v = w.ravel(), dw.ravel(), m.ravel(), v.ravel()
+    new_w = np.empty(w.size, dtype=w.dtype)
+    new_m = np.empty(w.size, dtype=w.dtype)
+    new_v = np.empty(w.size, dtype=w.dtype)
+    for k in range(w.size):
+        new_m[k] = real(beta1) * m[k] + real(1 - beta1) * dw[k]
+        new_v[k] = real(beta2) * v[k] + real(1 - beta2) * dw[k] * dw[k]
+        m_hat = new_m[k] / correction1
+        v_hat = new_v[k] / correction2
+        new_w[k] = w[k] - real(lr) * m_hat / (np.sqrt(v_hat) + real(eps))
+    return new_w.reshape(shape), new_m.reshape(shape), new_v.reshape(shape)
+
+
+def rmsprop_update(w, dw, s, lr, alpha=0.99, eps=1e-8):
+    """One RMSProp step on one array (Hinton's lecture 6e), as torch.optim.RMSprop computes it
+    (not centered, no momentum).
+
+    s_new[k] = alpha * s[k] + (1 - alpha) * dw[k] * dw[k]   the squared gradients' running mean
+    w_new[k] = w[k] - lr * dw[k] / (sqrt(s_new[k]) + eps)    eps outside the square root
+
+    w, dw, s (any shape, the same; s starts at 0) -> (w_new, s_new) (shape and dtype of w)
+    """
+    real = w.dtype.type
+    shape = w.shape
+    w, dw, s = w.ravel(), dw.ravel(), s.ravel()
+    new_w = np.empty(w.size, dtype=w.dtype)
+    new_s = np.empty(w.size, dtype=w.dtype)
+    for k in range(w.size):
+        new_s[k] = real(alpha) * s[k] + real(1 - alpha) * dw[k] * dw[k]
+        new_w[k] = w[k] - real(lr) * dw[k] / (np.sqrt(new_s[k]) + real(eps))
+    return new_w.reshape(shape), new_s.reshape(shape)

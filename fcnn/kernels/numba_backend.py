@@ -61,3 +61,7 @@ def avgpool2d_backward(dout, x, size, stride):
     if size == stride == 2:
         return compiled.avgpool2d_backward_2x2(dout, x)
     return compiled.avgpool2d_backward(dout, x, size, stride)
+
+
+adam_update = compiled.adam_update
+rmsprop_update = compiled.rmsprop_update

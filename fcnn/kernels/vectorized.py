@@ -268,3 +268,40 @@ def avgpool2d_backward(dout, x, size=2, stride=None):
     for _, tap in _taps(size, size, stride, H_out, W_out):
         dx[tap] += share
     return dx
+
+
+# ---- Optimisers: the update of one parameter array -------------------------------------------
+# With Python float scalars (the contract's check makes them so), NumPy rounds each to the
+# arrays' dtype as it meets them (NEP 50): float32 in, float32 arithmetic, float32 out.
+
+
+def adam_update(w, dw, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+    """One Adam step on one array (Kingma & Ba 2015), as torch.optim.Adam computes it:
+
+        m = beta1 * m + (1 - beta1) * dw          the gradients' running mean
+        v = beta2 * v + (1 - beta2) * dw**2       their squares' running mean
+        w = w - lr * m_hat / (sqrt(v_hat) + eps), m_hat = m / (1 - beta1**t), v_hat = v / (1 - beta2**t)
+
+    t is this step's number, 1 on the first: m and v start at 0, and the bias corrections m_hat,
+    v_hat undo that start (at t = 1, m_hat = dw exactly). eps is outside the square root.
+    w, dw, m, v the same shape -> (w, m, v), new arrays.
+    """
+    m = beta1 * m + (1 - beta1) * dw
+    v = beta2 * v + (1 - beta2) * dw * dw
+    m_hat = m / (1 - beta1**t)
+    v_hat = v / (1 - beta2**t)
+    w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return np.asarray(w), np.asarray(m), np.asarray(v)  # arrays: on 0-d arrays NumPy's arithmetic gives scalars
+
+
+def rmsprop_update(w, dw, s, lr, alpha=0.99, eps=1e-8):
+    """One RMSProp step on one array (Hinton's lecture 6e), as torch.optim.RMSprop computes it:
+
+        s = alpha * s + (1 - alpha) * dw**2       the squared gradients' running mean
+        w = w - lr * dw / (sqrt(s) + eps)         eps outside the square root
+
+    w, dw, s the same shape -> (w, s), new arrays; s starts at 0.
+    """
+    s = alpha * s + (1 - alpha) * dw * dw
+    w = w - lr * dw / (np.sqrt(s) + eps)
+    return np.asarray(w), np.asarray(s)  # as in adam_update

@@ -6,7 +6,8 @@ gives the same numbers within float rounding, for any valid shape. Modules: conv
 top of the ladder), conv_backward, and fused (conv2d + ReLU + maxpool2d as one layer, an
 optional kernel of the contract: fcnn.model uses it wherever a conv layer is followed by ReLU
 and max-pool). The kernels not here are the numba backend's (KERNELS_SERVED_BY): max-pool,
-whose compiled loops with their 2x2 fast paths were not beaten. (Tried and dropped: a 2x2
+whose compiled loops with their 2x2 fast paths were not beaten, and the optimisers' per-array
+updates, one pass each already, whose cost on the presets is memory and the call itself. (Tried and dropped: a 2x2
 backward that writes every dx element once, by flags and selects, was slower than the
 zero-then-add loop on the presets' pools; docs/performance.md has the figures.)
 """
