@@ -15,9 +15,9 @@ the same formulas, one array at a time; the tree versions apply them to every ar
 
 Adam's, AdamW's and RMSProp's per-array updates are kernels of the contract (fcnn.kernels:
 adam_update, rmsprop_update; the two here are the numpy backend's): those steps take
-backend="numpy" and run that backend's kernel on every array, with the same bits from every backend. SGD's one or two operations per array stay
-NumPy's here: through a kernel, the check and the call per array cost more than they saved
-(docs/performance.md).
+backend="numpy" and run that backend's kernel on every array, with the same bits from every
+backend. SGD's one or two operations per array stay NumPy's here: through a kernel, the check
+and the call per array cost more than they saved (docs/performance.md).
 """
 
 import numpy as np
@@ -138,8 +138,10 @@ def _adam(function, params, grads, state, lr, beta1, beta2, eps, weight_decay, d
         params_to_step = tree_map(lambda p: np.asarray(p * shrink), params)  # asarray: as in _with_l2
     else:
         params_to_step, grads = params, _with_l2(function, params, grads, weight_decay)
-    update = get_backend(backend).adam_update
-    new_params, m, v = tree_unzip(tree_map(lambda p, g, m, v: update(p, g, m, v, t, lr, beta1, beta2, eps),
+    # Every argument is checked above (the arrays by path), so each array skips the kernel's own check;
+    # the numbers as Python floats, as that check hands them on (fcnn.kernels.contract says why).
+    update, numbers = get_backend(backend).unchecked("adam_update"), (float(lr), float(beta1), float(beta2), float(eps))
+    new_params, m, v = tree_unzip(tree_map(lambda p, g, m, v: update(p, g, m, v, t, *numbers),
                                            params_to_step, grads, state["m"], state["v"]), 3)
     return new_params, {"t": t, "m": m, "v": v}
 
@@ -176,6 +178,6 @@ def rmsprop_step(params, grads, state, lr, alpha=0.99, eps=1e-8, weight_decay=0.
     check_like_params("rmsprop_step", "grads", params, grads)
     state = _check_state("rmsprop_step", params, state, ("s",))
     grads = _with_l2("rmsprop_step", params, grads, weight_decay)
-    update = get_backend(backend).rmsprop_update
-    new_params, s = tree_unzip(tree_map(lambda p, g, s: update(p, g, s, lr, alpha, eps), params, grads, state["s"]), 2)
+    update, numbers = get_backend(backend).unchecked("rmsprop_update"), (float(lr), float(alpha), float(eps))  # as in _adam
+    new_params, s = tree_unzip(tree_map(lambda p, g, s: update(p, g, s, *numbers), params, grads, state["s"]), 2)
     return new_params, {"s": s}

@@ -460,5 +460,11 @@ def test_a_kernel_is_one_contract_row_plus_its_implementations(monkeypatch):
         assert get_backend("loop").scale is None
         with pytest.raises(ValueError, match="scale: x must have 4 dimensions"):
             backend.scale(np.ones(3))
+        # Unchecked: the implementation itself, for a caller that checked the arguments already.
+        assert backend.unchecked("scale") is module.scale
+        assert backend.unchecked("conv2d_forward") is get_backend("loop").unchecked("conv2d_forward")
+        assert get_backend("loop").unchecked("scale") is None
+        with pytest.raises(AttributeError, match="has no kernel 'conv3d_forward'"):
+            backend.unchecked("conv3d_forward")
     finally:
         get_backend.cache_clear()

@@ -38,12 +38,14 @@ class Backend:
 
     backend.conv2d_forward(...) is the kernel; backend.offers(name) says whether the backend
     has it (an optional kernel it lacks is None); served_by[name] names the backend whose code
-    runs it (tuned's maxpool2d_forward is numba's).
+    runs it (tuned's maxpool2d_forward is numba's); unchecked(name) is the kernel without its
+    argument check, for a caller that has checked every argument by the contract's rules already.
     """
 
     name: str
     kernels: MappingProxyType
     served_by: MappingProxyType
+    implementations: MappingProxyType
 
     def __getattr__(self, name):
         kernels = self.__dict__.get("kernels", {})
@@ -58,6 +60,12 @@ class Backend:
     def offers(self, name):
         """Whether backend.<name> runs here: a contract kernel that is not None."""
         return self.kernels.get(name) is not None
+
+    def unchecked(self, name):
+        """backend.<name> without the contract's argument check (fcnn.optim checks whole trees,
+        naming the path, and then steps every array: the check per array would repeat it)."""
+        getattr(self, name)  # the registry's error for a name the contract does not have
+        return self.implementations[name]
 
 
 def _checked(name, row, implementation):
@@ -85,18 +93,19 @@ def get_backend(name):
             f"or use backend='numpy'"
         ) from error
     server = vars(module).get("KERNELS_SERVED_BY")
-    kernels, served_by = {}, {}
+    kernels, served_by, implementations = {}, {}, {}
     for kernel, row in contract.KERNELS.items():
         implementation = vars(module).get(kernel)
         if implementation is not None:
             kernels[kernel], served_by[kernel] = _checked(kernel, row, implementation), name
         elif server is not None:
             kernels[kernel], served_by[kernel] = getattr(get_backend(server), kernel), server
-        elif row.optional:
-            kernels[kernel] = None
-        else:
+            implementation = get_backend(server).implementations[kernel]
+        elif not row.optional:
             raise NotImplementedError(f"backend {name!r} ({BACKENDS[name]}) has no {kernel} and names no backend that serves it")
-    return Backend(name, MappingProxyType(kernels), MappingProxyType(served_by))
+        kernels.setdefault(kernel, None)
+        implementations[kernel] = implementation
+    return Backend(name, MappingProxyType(kernels), MappingProxyType(served_by), MappingProxyType(implementations))
 
 
 def available_backends():
