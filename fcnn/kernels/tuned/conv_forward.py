@@ -54,15 +54,15 @@ def conv2d_forward_in_tile(tile, x, w, b, pad=0):
 def wide_sizes(H, W, KH, KW, pad):
     """(Hp, Wp, H', W', P) of a stride-1 convolution in the wide-row layout.
 
-    Hp = H + 2*pad, Wp = W + 2*pad, H' = Hp - KH + 1, W' = Wp - KW + 1 (loop.output_size at
-    stride 1); output position (i, j) is wide position p = i*Wp + j, and P = (H' - 1)*Wp + W'
-    positions cover them all (the last row's Wp - W' junk columns are not needed, and would read
-    past the end of the padded plane). Plain Python, so a kernel factory pays no compile for it;
-    the ladder's rungs compile it (fcnn.ladder.layout).
+    Hp = H + 2*pad, Wp = W + 2*pad, H' = 1 + (H + 2*pad - KH), W' = 1 + (W + 2*pad - KW)
+    (loop.output_size at stride 1); output position (i, j) is wide position p = i*Wp + j, and
+    P = (H' - 1)*Wp + W' positions cover them all (the last row's Wp - W' junk columns are not
+    needed, and would read past the end of the padded plane). Plain Python, so a kernel factory
+    pays no compile for it; the ladder's rungs compile it (fcnn.ladder.layout).
     """
-    Hp, Wp = H + 2 * pad, W + 2 * pad
-    H_out, W_out = Hp - KH + 1, Wp - KW + 1
-    return Hp, Wp, H_out, W_out, (H_out - 1) * Wp + W_out
+    H_out, W_out = 1 + (H + 2 * pad - KH), 1 + (W + 2 * pad - KW)
+    Wp = W + 2 * pad
+    return H + 2 * pad, Wp, H_out, W_out, (H_out - 1) * Wp + W_out
 
 
 # numba inlines it into the kernel that calls it, so a kernel compiled per shape sees its sizes
