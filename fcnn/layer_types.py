@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fcnn import layers
+from fcnn.kernels.contract import is_integer, is_real
 
 # The value of a key that has no default.
 REQUIRED = object()
@@ -64,8 +65,8 @@ def he_normal(rng, shape, fan_in, dtype):
 
 
 def check_int(key, value, minimum):
-    """A spec's value must be an integer >= minimum (bool is refused: True is not a size)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    """A spec's value must be an integer >= minimum (is_integer: bool is refused, True is not a size)."""
+    if not is_integer(value) or value < minimum:
         raise ValueError(f"{key} must be an integer >= {minimum}; got {value!r}")
 
 
@@ -74,8 +75,7 @@ def check_number(key, value, low, high=math.inf, low_inclusive=True, high_inclus
 
     NaN fails every comparison and so is refused; with high = inf (excluded) that bound asks only finiteness.
     """
-    is_real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    if not (is_real and (low <= value if low_inclusive else low < value)
+    if not (is_real(value) and (low <= value if low_inclusive else low < value)
             and (value <= high if high_inclusive else value < high)):
         bounds = f"{'>=' if low_inclusive else '>'} {low}"
         if high != math.inf:

@@ -125,7 +125,7 @@ def _layers(arch):
 class _Plan(NamedTuple):
     """What the model keeps of an architecture: its layers (_layers), its units for a backend
     that fuses conv -> relu -> maxpool (fuse_runs), and the resolved specs' _frozen key, from
-    which forward gives its cache a copy of them."""
+    which forward gives its cache a copy of them, and backward finds the plan again."""
 
     layers: tuple
     fused_units: tuple
@@ -142,11 +142,19 @@ def _plan(arch):
     """
     if isinstance(arch, str):
         arch = PRESETS.get(arch, arch)  # the preset's contents are the key: a changed row is a new one
-    key = _frozen(arch)
+    return _plan_for_key(_frozen(arch))
+
+
+def _plan_for_key(key):
+    """The _Plan of the arch _frozen made `key` from: kept per key, as _plan says.
+
+    Making the key costs about as much as a kept plan saves, so a caller that has one (backward,
+    from forward's cache) passes it here instead of an arch.
+    """
     try:
         hash(key)
     except TypeError:  # a value no key can hold (an array as a kernel size): planned afresh
-        return _plan_of(arch)
+        return _plan_of(_thawed(key))
     return _cached_plan(key)
 
 
@@ -416,7 +424,8 @@ def forward(params, x, arch, backend="numpy", *, state=None, training=False, rng
 
     The backend's units (the layers, or a fused run of them: fcnn.layer_types.fuse) in order,
     each one's output the next one's input. The cache holds what backward needs: the resolved
-    architecture, the backend's name, the input's shape and every unit's own cache.
+    architecture (a copy of its own, and as the plan's key, "arch_key", so that backward finds
+    the plan without re-keying it), the backend's name, the input's shape and every unit's own cache.
 
     Two modes, as batch norm and dropout need. Evaluation (training=False, as predict runs): batch
     norm normalises by state's running statistics and dropout passes x through. Training: batch
@@ -435,7 +444,7 @@ def forward(params, x, arch, backend="numpy", *, state=None, training=False, rng
     _check_state(state, layer_list, out.shape[1:], out.dtype)
     mode = Mode(training, rng)
     # The user's copy of the specs: the shared ones in layer_list must never be changed.
-    cache = {"arch": _thawed(resolved), "backend": backend, "input_shape": out.shape}
+    cache = {"arch": _thawed(resolved), "arch_key": resolved, "backend": backend, "input_shape": out.shape}
     new_state = {}
     unit_caches = []
     for name, spec, layer in fused_units if offers_fusion(kernels) else layer_list:
@@ -455,11 +464,11 @@ def backward(params, cache, dlogits):
     d(loss)/d(its input). The first unit's input is the data, so its dx is not computed.
     dlogits (N, K) -> a dict shaped exactly like params.
     """
-    if not isinstance(cache, dict) or set(cache) != {"arch", "backend", "input_shape", "units"}:
-        raise ValueError("cache must be the cache forward returned, {'arch', 'backend', 'input_shape', 'units'}")
+    if not isinstance(cache, dict) or set(cache) != {"arch", "arch_key", "backend", "input_shape", "units"}:
+        raise ValueError("cache must be the cache forward returned, {'arch', 'arch_key', 'backend', 'input_shape', 'units'}")
     N, *sample_shape = cache["input_shape"]
     kernels = get_backend(cache["backend"])
-    layer_list, fused_units, _ = _plan(cache["arch"])
+    layer_list, fused_units, _ = _plan_for_key(cache["arch_key"])
     expected = _param_shapes(layer_list, sample_shape)
     _params_dtype(params, expected)
     _check_param_shapes(params, expected, sample_shape)

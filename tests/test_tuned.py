@@ -13,6 +13,9 @@ from fcnn.kernels.tuned import fused
 from fcnn.kernels.tuned.winners_backward import conv2d_relu_maxpool2d_backward_winners
 from fcnn.gradcheck import numerical_gradient, relative_error
 
+import conv_cases
+from conv_cases import PRESET_CONVS
+
 GRAD_TOLERANCE = 1e-6
 # Sums reordered into SIMD lanes differ from loop.py's order by float rounding only.
 TOLERANCE = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
@@ -55,22 +58,14 @@ LAYER_CASES = [
 ]
 # The layer cases the fused fast paths take: stride-1 convolutions, 2x2 pools of stride 2.
 FAST_LAYER_CASES = [case for case in LAYER_CASES if case[7] == 1 and case[9] == 2 and case[10] in (None, 2)]
-# The presets' conv layers at their real batch: (x shape, w shape, pad).
-PRESET_CONVS = {
-    "seed conv1": ((32, 1, 28, 28), (8, 1, 3, 3), 0),
-    "lenet5 conv1": ((64, 1, 28, 28), (6, 1, 5, 5), 2),
-    "lenet5 conv2": ((64, 6, 14, 14), (16, 6, 5, 5), 0),
-}
 
 loop, tuned, compiled = get_backend("loop"), get_backend("tuned"), get_backend("numba")
 
 
 def conv_arrays(case, dtype=np.float64, seed=0):
-    N, C, H, W, F, KH, KW, stride, pad = case
+    """conv_cases.conv_arrays of the case, then a dout of the output's shape: (x, w, b, dout, stride, pad)."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    w = rng.standard_normal((F, C, KH, KW)).astype(dtype)
-    b = rng.standard_normal(F).astype(dtype)
+    x, w, b, stride, pad = conv_cases.conv_arrays(case, dtype, rng)
     dout = rng.standard_normal(loop.conv2d_forward(x, w, b, stride, pad).shape).astype(dtype)
     return x, w, b, dout, stride, pad
 
@@ -116,11 +111,8 @@ def test_tuned_conv2d_gradients_match_finite_differences(case):
 @pytest.mark.parametrize("name", PRESET_CONVS)
 def test_tuned_conv2d_backward_matches_compiled_loops_on_preset_shapes(name):
     # Full batches and filter counts: every register block of the fast paths is filled.
-    x_shape, w_shape, pad = PRESET_CONVS[name]
     rng = np.random.default_rng(4)
-    x = rng.standard_normal(x_shape, dtype=np.float32)
-    w = rng.standard_normal(w_shape, dtype=np.float32)
-    b = np.zeros(w_shape[0], dtype=np.float32)
+    x, w, b, pad = conv_cases.preset_conv_arrays(name, rng)
     dout = rng.standard_normal(compiled.conv2d_forward(x, w, b, 1, pad).shape, dtype=np.float32)
     expected = compiled.conv2d_backward(dout, x, w, 1, pad)
     # Sums of up to 50,000 float32 products: compare against the largest value, not entry by entry.

@@ -17,40 +17,27 @@ import pytest
 from fcnn.kernels import get_backend
 from fcnn.kernels.tuned import conv_forward, machine
 
+from conv_cases import PRESET_CONVS, conv_arrays, preset_conv_arrays
+
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's "invalid value" notes in loop.py
 
 TOLERANCE = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
-# (N, C, H, W, F, KH, KW, pad), all stride 1 (other strides never reach a tile): batch 1; odd F
+# (N, C, H, W, F, KH, KW, stride, pad), all stride 1 (other strides never reach a tile): batch 1; odd F
 # (the wide-row tiles' last block repeats a filter); F = 8 and 16 (full vectors of lanes) and
 # 12 (a half vector left over); fewer output columns than a lanes block, and more (the last block
 # overlaps); non-square kernels and inputs; 1x1; padding wider than the kernel.
 CASES = [
-    (1, 1, 5, 5, 1, 3, 3, 0),
-    (2, 3, 7, 6, 5, 3, 2, 1),
-    (1, 2, 6, 9, 3, 2, 4, 2),
-    (2, 6, 14, 14, 16, 5, 5, 0),
-    (2, 2, 9, 23, 8, 3, 3, 1),
-    (3, 3, 8, 13, 12, 5, 4, 2),
-    (2, 1, 4, 4, 2, 1, 1, 0),
-    (1, 4, 3, 11, 16, 3, 1, 3),
+    (1, 1, 5, 5, 1, 3, 3, 1, 0),
+    (2, 3, 7, 6, 5, 3, 2, 1, 1),
+    (1, 2, 6, 9, 3, 2, 4, 1, 2),
+    (2, 6, 14, 14, 16, 5, 5, 1, 0),
+    (2, 2, 9, 23, 8, 3, 3, 1, 1),
+    (3, 3, 8, 13, 12, 5, 4, 1, 2),
+    (2, 1, 4, 4, 2, 1, 1, 1, 0),
+    (1, 4, 3, 11, 16, 3, 1, 1, 3),
 ]
-# The presets' conv layers, (x shape, w shape, pad), at the batch they train with.
-PRESET_CONVS = {
-    "seed conv1": ((32, 1, 28, 28), (8, 1, 3, 3), 0),
-    "lenet5 conv1": ((32, 1, 28, 28), (6, 1, 5, 5), 2),
-    "lenet5 conv2": ((32, 6, 14, 14), (16, 6, 5, 5), 0),
-}
 
 loop = get_backend("loop")
-
-
-def conv_arrays(case, dtype, seed=0):
-    N, C, H, W, F, KH, KW, pad = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    w = rng.standard_normal((F, C, KH, KW)).astype(dtype)
-    b = rng.standard_normal(F).astype(dtype)
-    return x, w, b, pad
 
 
 def spoiled(array, seed):
@@ -67,7 +54,7 @@ def spoiled(array, seed):
 @pytest.mark.parametrize("case", CASES, ids=str)
 @pytest.mark.parametrize("tile", machine.TILES)
 def test_every_tile_matches_loop(tile, case, dtype):
-    x, w, b, pad = conv_arrays(case, dtype)
+    x, w, b, _, pad = conv_arrays(case, dtype)
     inputs = [a.copy() for a in (x, w, b)]
     out = conv_forward.conv2d_forward_in_tile(tile, x, w, b, pad)
     expected = loop.conv2d_forward(x, w, b, 1, pad)
@@ -82,7 +69,7 @@ def test_every_tile_matches_loop(tile, case, dtype):
 @pytest.mark.parametrize("case", [CASES[1], CASES[4], CASES[5]], ids=str)
 @pytest.mark.parametrize("tile", machine.TILES)
 def test_every_tile_propagates_nan_and_inf_as_loop_does(tile, case, dtype, spoil):
-    x, w, b, pad = conv_arrays(case, dtype)
+    x, w, b, _, pad = conv_arrays(case, dtype)
     if spoil == "all nan x":
         x = np.full_like(x, np.nan)
     elif spoil == "x":
@@ -98,11 +85,7 @@ def test_every_tile_propagates_nan_and_inf_as_loop_does(tile, case, dtype, spoil
 def test_every_tile_gives_the_same_numbers_on_the_presets_shapes(name):
     # Full batches, full blocks of filters and columns; float32 sums of up to 150 products, in
     # each tile's order: within rounding of the largest value, against float64 loop.
-    x_shape, w_shape, pad = PRESET_CONVS[name]
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal(x_shape, dtype=np.float32)
-    w = rng.standard_normal(w_shape, dtype=np.float32)
-    b = rng.standard_normal(w_shape[0], dtype=np.float32)
+    x, w, b, pad = preset_conv_arrays(name, seed=3)
     expected = loop.conv2d_forward(x[:2].astype(np.float64), w.astype(np.float64), b.astype(np.float64), 1, pad)
     outs = [conv_forward.conv2d_forward_in_tile(tile, x, w, b, pad) for tile in machine.TILES]
     for tile, out in zip(machine.TILES, outs):
@@ -112,7 +95,7 @@ def test_every_tile_gives_the_same_numbers_on_the_presets_shapes(name):
 
 @pytest.mark.parametrize("tile", machine.TILES)
 def test_forcing_a_tile_runs_it_through_the_registry_with_the_same_numbers(tile, monkeypatch):
-    x, w, b, pad = conv_arrays(CASES[3], np.float32)
+    x, w, b, _, pad = conv_arrays(CASES[3], np.float32)
     monkeypatch.setenv(machine.TILE_VARIABLE, tile)
     F, C, KH, KW = w.shape
     assert machine.conv_forward_tile(C, F, KH, KW) == tile
@@ -126,7 +109,7 @@ def test_an_unknown_tile_is_a_value_error_naming_the_choices(monkeypatch):
     monkeypatch.setenv(machine.TILE_VARIABLE, "eight filters")
     with pytest.raises(ValueError, match="FCNN_CONV_FORWARD_TILE must be one of two filters, four filters"):
         machine.conv_forward_tile(6, 16, 5, 5)
-    x, w, b, pad = conv_arrays(CASES[0], np.float32)
+    x, w, b, _, pad = conv_arrays(CASES[0], np.float32)
     with pytest.raises(ValueError, match="tile must be one of two filters, four filters, filters in lanes"):
         conv_forward.conv2d_forward_in_tile("eight filters", x, w, b, pad)
 

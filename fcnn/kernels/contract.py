@@ -34,9 +34,19 @@ def check_array(kernel, name, array, ndim, dtype=None):
         raise ValueError(f"{kernel}: {name} must have the dtype of x ({dtype}); got {array.dtype}")
 
 
+def is_integer(value):
+    """Whether `value` is an int or a NumPy integer; bool is not (True is not a stride)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real(value):
+    """Whether `value` is an int, a float or a NumPy one of them; bool is not."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def check_int(kernel, name, value, minimum):
-    """`value` must be an integer >= minimum (bool is refused: True is not a stride)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    """`value` must be an integer >= minimum (is_integer: bool is refused)."""
+    if not is_integer(value):
         raise ValueError(f"{kernel}: {name} must be an integer; got {value!r}")
     if value < minimum:
         raise ValueError(f"{kernel}: {name} must be >= {minimum}; got {value}")
@@ -167,7 +177,7 @@ CONV2D_RELU_MAXPOOL2D_BACKWARD = """The backward of conv2d_relu_maxpool2d_forwar
 
 def check_number(kernel, name, value, low, high=None, low_inclusive=True):
     """`value` must be a finite real number in [low, high) ((low, high) when not low_inclusive); bool is refused."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_real(value):
         raise ValueError(f"{kernel}: {name} must be a number; got {value!r}")
     # math's, not np.isfinite: a ufunc on one number costs half a microsecond, and the optimisers
     # check several numbers per parameter array on every step.

@@ -2,42 +2,18 @@
 
 Inline helpers (numba inlines them into the kernel that calls them, so that a kernel compiled
 per shape sees its sizes as constants here too): they move data in and out of the layout, and
-each rung's own body is the loop nest it changes.
+each rung's own body is the loop nest it changes. wide_sizes and padded_planes are the tuned
+tiles' own (fcnn.kernels.tuned.conv_forward): a rung and the tile it leads to lay out alike.
 """
 
 import numba
 import numpy as np
 
-from fcnn.kernels import loop
+from fcnn.kernels.tuned import conv_forward as tuned_forward
 
-output_size = numba.njit(inline="always")(loop.output_size)
-
-
-@numba.njit(inline="always")
-def wide_sizes(H, W, KH, KW, pad):
-    """(Hp, Wp, H', W', P) of a stride-1 convolution in the wide-row layout.
-
-    Hp = H + 2*pad, Wp = W + 2*pad; output position (i, j) is wide position p = i*Wp + j, and
-    P = (H' - 1)*Wp + W' positions cover them all (the last row's junk columns are not needed).
-    """
-    H_out, W_out = output_size(H, KH, 1, pad), output_size(W, KW, 1, pad)
-    Wp = W + 2 * pad
-    return H + 2 * pad, Wp, H_out, W_out, (H_out - 1) * Wp + W_out
-
-
-@numba.njit(inline="always")
-def padded_planes(image, pad, Hp, Wp):
-    """image (C, H, W) -> xpad (C, Hp*Wp): plane c zero-padded, pixel (y, x) at (y + pad)*Wp + x + pad.
-
-    Hp = H + 2*pad, Wp = W + 2*pad: passed in, so a kernel compiled per shape passes constants.
-    """
-    C, H, W = image.shape
-    xpad = np.zeros((C, Hp * Wp), dtype=image.dtype)
-    for c in range(C):
-        for y in range(H):
-            for x_ in range(W):
-                xpad[c, (y + pad) * Wp + x_ + pad] = image[c, y, x_]
-    return xpad
+# The sizes and the padding of the tuned tiles, the same code in rung and tile.
+wide_sizes = numba.njit(inline="always")(tuned_forward.wide_sizes)
+padded_planes = tuned_forward.padded_planes
 
 
 @numba.njit(inline="always")

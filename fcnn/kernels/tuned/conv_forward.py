@@ -19,7 +19,6 @@ import numba
 import numpy as np
 
 from fcnn.kernels import compiled_loop
-from fcnn.kernels.loop import output_size
 from fcnn.kernels.numba_cache import compile_variant
 from fcnn.kernels.tuned import machine
 
@@ -52,9 +51,28 @@ def conv2d_forward_in_tile(tile, x, w, b, pad=0):
     return KERNEL_FACTORIES[tile](C, H, W, F, KH, KW, pad)(x, w, b)
 
 
+def wide_sizes(H, W, KH, KW, pad):
+    """(Hp, Wp, H', W', P) of a stride-1 convolution in the wide-row layout.
+
+    Hp = H + 2*pad, Wp = W + 2*pad, H' = 1 + (H + 2*pad - KH), W' = 1 + (W + 2*pad - KW)
+    (loop.output_size at stride 1); output position (i, j) is wide position p = i*Wp + j, and
+    P = (H' - 1)*Wp + W' positions cover them all (the last row's Wp - W' junk columns are not
+    needed, and would read past the end of the padded plane). Plain Python, so a kernel factory
+    pays no compile for it; the ladder's rungs compile it (fcnn.ladder.layout).
+    """
+    H_out, W_out = 1 + (H + 2 * pad - KH), 1 + (W + 2 * pad - KW)
+    Wp = W + 2 * pad
+    return H + 2 * pad, Wp, H_out, W_out, (H_out - 1) * Wp + W_out
+
+
+# numba inlines it into the kernel that calls it, so a kernel compiled per shape sees its sizes
+# as constants here too. The ladder's rungs pad with it as well (fcnn.ladder.layout).
 @numba.njit(inline="always")
-def _padded_planes(image, pad, Hp, Wp):
-    """image (C, H, W) -> xpad (C, Hp*Wp): plane c zero-padded, pixel (y, x) at (y + pad)*Wp + x + pad."""
+def padded_planes(image, pad, Hp, Wp):
+    """image (C, H, W) -> xpad (C, Hp*Wp): plane c zero-padded, pixel (y, x) at (y + pad)*Wp + x + pad.
+
+    Hp = H + 2*pad, Wp = W + 2*pad: passed in, so a kernel compiled per shape passes constants.
+    """
     C, H, W = image.shape
     xpad = np.zeros((C, Hp * Wp), dtype=image.dtype)
     for c in range(C):
@@ -73,18 +91,14 @@ def stride1_kernel(C, H, W, F, KH, KW, pad):
     compiled kernel is named for them too (tuned_conv2d_forward_stride1_..._C1_..._pad0), so
     the disk cache keeps one entry per shape, and no two shapes share their code's symbols.
     """
-    Hp, Wp = H + 2 * pad, W + 2 * pad
-    H_out, W_out = output_size(H, KH, 1, pad), output_size(W, KW, 1, pad)
-    # Wide positions p = i*Wp + j of the output; the last row's Wp - W' junk columns are not
-    # needed, and would read past the end of the padded plane.
-    P = (H_out - 1) * Wp + W_out
+    Hp, Wp, H_out, W_out, P = wide_sizes(H, W, KH, KW, pad)
 
     def kernel(x, w, b):
         N = x.shape[0]
         out = np.empty((N, F, H_out, W_out), dtype=x.dtype)
         # One parallel region per call, one image per iteration: 64 images keep 2 cores busy.
         for n in numba.prange(N):
-            xpad = _padded_planes(x[n], pad, Hp, Wp)
+            xpad = padded_planes(x[n], pad, Hp, Wp)
             wide = np.empty((2, P), dtype=x.dtype)
             # Two filters at a time: each input load feeds two FMAs, and the two running sums
             # are two independent dependency chains, so the FMA latency is hidden. (Four
@@ -125,15 +139,13 @@ def four_filters_kernel(C, H, W, F, KH, KW, pad):
     Each input load feeds four FMAs, four independent chains. For kernels of up to 3x3 taps the
     body (4 x 9 FMAs) still vectorises; for 5x5 LLVM gives up (machine.FOUR_FILTERS_MAX_TAPS).
     """
-    Hp, Wp = H + 2 * pad, W + 2 * pad
-    H_out, W_out = output_size(H, KH, 1, pad), output_size(W, KW, 1, pad)
-    P = (H_out - 1) * Wp + W_out
+    Hp, Wp, H_out, W_out, P = wide_sizes(H, W, KH, KW, pad)
 
     def kernel(x, w, b):
         N = x.shape[0]
         out = np.empty((N, F, H_out, W_out), dtype=x.dtype)
         for n in numba.prange(N):
-            xpad = _padded_planes(x[n], pad, Hp, Wp)
+            xpad = padded_planes(x[n], pad, Hp, Wp)
             wide = np.empty((4, P), dtype=x.dtype)
             # A last block of fewer than four filters repeats filter F - 1: same values, written again.
             for f0 in range(0, F, 4):
@@ -185,8 +197,7 @@ def filters_in_lanes_kernel(C, H, W, F, KH, KW, pad):
     A last block that would run past W' starts at W' - J instead: its overlap is written twice
     with the same values.
     """
-    Hp, Wp = H + 2 * pad, W + 2 * pad
-    H_out, W_out = output_size(H, KH, 1, pad), output_size(W, KW, 1, pad)
+    Hp, Wp, H_out, W_out, _ = wide_sizes(H, W, KH, KW, pad)
     J = min(machine.LANES_COLUMNS, W_out)
     blocks = -(-W_out // J)
 
@@ -200,7 +211,7 @@ def filters_in_lanes_kernel(C, H, W, F, KH, KW, pad):
                     for kj in range(KW):
                         wt[c, ki, kj, f] = w[f, c, ki, kj]
         for n in numba.prange(N):
-            xpad = _padded_planes(x[n], pad, Hp, Wp)
+            xpad = padded_planes(x[n], pad, Hp, Wp)
             sums = np.empty((J, F), dtype=x.dtype)
             for i in range(H_out):
                 for block in range(blocks):
