@@ -1,5 +1,5 @@
-"""Conv cases shared by the tuned backend's tests (test_tuned.py, test_tuned_machine.py): the
-presets' layer shapes, and the random arrays of a case."""
+"""Conv cases shared by the kernels' tests (test_kernels.py, test_ladder.py, test_tuned.py,
+test_tuned_machine.py): the presets' layer shapes, and the random arrays of a case."""
 
 import numpy as np
 

@@ -17,6 +17,8 @@ from fcnn.gradcheck import numerical_gradient, relative_error
 from fcnn.kernels import BACKENDS as REGISTRY
 from fcnn.kernels import BackendUnavailableError, available_backends, get_backend, loop
 
+from conv_cases import conv_arrays
+
 # Every backend of the registry that runs here: a new backend is tested as soon as it is registered.
 BACKENDS = available_backends()
 # The backends held to loop.py, the reference, on random shapes.
@@ -43,15 +45,6 @@ POOL_CASES = [
     (1, 2, 5, 6, 2, 1),
     (2, 1, 9, 8, 3, 3),
 ]
-
-
-def conv_arrays(case, dtype=np.float64, seed=0):
-    N, C, H, W, F, KH, KW, stride, pad = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    w = rng.standard_normal((F, C, KH, KW)).astype(dtype)
-    b = rng.standard_normal(F).astype(dtype)
-    return x, w, b, stride, pad
 
 
 def pool_input(case, dtype=np.float64, seed=0):

@@ -17,6 +17,8 @@ from fcnn.kernels.tuned import conv_forward as tuned
 from fcnn.kernels.tuned import machine
 from fcnn.ladder import RUNGS, side_branches
 
+from conv_cases import conv_arrays
+
 # (N, C, H, W, F, KH, KW, stride, pad)
 CASES = [
     (1, 1, 5, 5, 1, 3, 3, 1, 0),      # batch 1, one of everything
@@ -27,15 +29,6 @@ CASES = [
     (1, 3, 9, 7, 2, 3, 2, 3, 2),      # stride 3, padding
 ]
 RUNG_IDS = [rung.name for rung in RUNGS]
-
-
-def conv_arrays(case, dtype, seed=0):
-    N, C, H, W, F, KH, KW, stride, pad = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    w = rng.standard_normal((F, C, KH, KW)).astype(dtype)
-    b = rng.standard_normal(F).astype(dtype)
-    return x, w, b, stride, pad
 
 
 def einsum_reference(x, w, b, stride, pad):
