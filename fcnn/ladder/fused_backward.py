@@ -16,7 +16,17 @@ from fcnn.kernels import numba_backend
 from fcnn.kernels.numba_cache import cached, compile_variant
 from fcnn.kernels.tuned import fused
 from fcnn.kernels.tuned.conv_backward import finite, input_gradient_from_wide, weight_gradient_from_wide, wide_layout
-from fcnn.kernels.tuned.winners_backward import COPIES, rounded_patch, winner_of_window, winners_backward_kernel
+from fcnn.kernels.tuned.winners_backward import (
+    COPIES,
+    GROUPED_FROM,
+    grouped_winners_kernel,
+    rounded_patch,
+    stage_image,
+    unstage_image,
+    winner_of_window,
+    winners_backward_kernel,
+    winners_gradients,
+)
 from fcnn.ladder.rung import Rung
 
 
@@ -138,12 +148,7 @@ def _winners_by_rows_kernel(C, H, W, F, KH, KW, pad, input_gradient):
             image_gradient = np.empty(plane, dtype=x.dtype)  # dx[n] the same way
             bad = 0
             for n in range(chunk, N, chunks):
-                for c in range(C):
-                    for y in range(H):
-                        for x_ in range(W):
-                            value = x[n, c, y, x_]
-                            image[(y + pad) * pitch + (x_ + pad) * C + c] = value
-                            bad += not (value - value == 0)
+                bad += stage_image(x, n, image, C, H, W, pad, pitch)
                 if input_gradient:
                     image_gradient[:] = 0.0
                 for f in range(F):
@@ -168,10 +173,7 @@ def _winners_by_rows_kernel(C, H, W, F, KH, KW, pad, input_gradient):
                                         image_gradient[start + ki * pitch + t] += g * w_rows[f, ki, t]
                     partial_db[chunk, f] = total
                 if input_gradient:
-                    for c in range(C):
-                        for y in range(H):
-                            for x_ in range(W):
-                                dx[n, c, y, x_] = image_gradient[(y + pad) * pitch + (x_ + pad) * C + c]
+                    unstage_image(image_gradient, dx, n, C, H, W, pad, pitch)
             non_finite[chunk] = bad
         dw = np.zeros((F, C, KH, KW), dtype=x.dtype)
         for chunk in range(chunks):
@@ -215,13 +217,22 @@ def winners_by_whole_patches(dout, x, z, w, stride, pad, size, pool_stride, inpu
     winners_backward_kernel), one loop per winner instead of KH; windows visited three apart.
     The tuned kernel on patches under GROUPED_FROM values."""
     if _fits(stride, size, pool_stride):
-        _, C, H, W = x.shape
-        F, _, KH, KW = w.shape
-        kernel = winners_backward_kernel(C, H, W, F, KH, KW, pad, bool(input_gradient))
-        chunks = min(numba.get_num_threads(), x.shape[0])
-        dx, dw, db, non_finite = kernel(dout, z, x, w, chunks, rounded_patch(C, KH, KW))
-        if not non_finite:
-            return (dx if input_gradient else None), dw, db
+        gradients = winners_gradients(winners_backward_kernel, dout, x, z, w, pad, input_gradient)
+        if gradients is not None:
+            return gradients
+    return unfused_tuned_convolution(dout, x, z, w, stride, pad, size, pool_stride, input_gradient)
+
+
+def dw_four_winners_a_pass(dout, x, z, w, stride, pad, size, pool_stride, input_gradient):
+    """Rung 6: on patches of GROUPED_FROM values and more (bn's second conv), dw from four winners
+    of a filter per pass (winners_backward.py's grouped_winners_kernel): dw[f] loaded and stored
+    once per four winners; smaller patches keep rung 5's kernel."""
+    if _fits(stride, size, pool_stride):
+        F, C, KH, KW = w.shape
+        factory = grouped_winners_kernel if rounded_patch(C, KH, KW) >= GROUPED_FROM else winners_backward_kernel
+        gradients = winners_gradients(factory, dout, x, z, w, pad, input_gradient)
+        if gradients is not None:
+            return gradients
     return unfused_tuned_convolution(dout, x, z, w, stride, pad, size, pool_stride, input_gradient)
 
 
@@ -231,7 +242,8 @@ FUSED_RUNGS = (
     Rung("routed into wide rows", routed_into_wide_rows, "unfused, tuned convolution"),
     Rung("winners by patch rows", winners_by_patch_rows, "routed into wide rows"),
     Rung("winners by whole patches", winners_by_whole_patches, "winners by patch rows"),
-    # The tuned kernel (winners_backward.py): on patches of GROUPED_FROM values and more (bn's
-    # second conv), dw from four winners of a filter per pass; else rung 5's kernel.
-    Rung("dw four winners a pass (tuned)", fused.conv2d_relu_maxpool2d_backward, "winners by whole patches"),
+    Rung("dw four winners a pass", dw_four_winners_a_pass, "winners by whole patches"),
+    # The tuned kernel (winners_backward.py): dw alone on patches of ROUTED_MAX_PATCH values or
+    # fewer (the seed's conv) from the dense dz routed without a branch; else rung 6's kernels.
+    Rung("routed dense dw, small patches (tuned)", fused.conv2d_relu_maxpool2d_backward, "dw four winners a pass"),
 )
