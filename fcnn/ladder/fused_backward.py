@@ -1,4 +1,5 @@
-"""The fused backward's ladder: conv2d -> ReLU -> 2x2 max-pool, from three kernels in a row to the winners alone.
+"""The fused backward's ladder: conv2d -> ReLU -> 2x2 max-pool, from three kernels in a row to the winners alone
+(and, for dw alone on the smallest patches, back to a dense dz routed without a branch).
 
 Every rung has conv2d_relu_maxpool2d_backward's signature, (dout, x, z, w, stride, pad, size,
 pool_stride, input_gradient) -> (dx or None, dw, db), and gives the numbers of loop.py's three

@@ -6,7 +6,11 @@ the gradient out as a dense plane and correlating it (three zeros in four, and t
 zeros too), each winner adds its share directly: dw[f] += g * (the input patch under it), and
 dx's patch += g * w[f]. The input is first "stacked" so that a winner's whole patch is one
 contiguous run (one vectorised loop per winner); a kernel compiled per layer shape does it,
-the images split among the threads. fcnn.ladder.fused_backward has the steps to here.
+the images split among the threads. Where a patch is only a few values (a one-channel 3x3
+kernel, and no dx) each winner's overhead outweighs its work: there routed_dense_kernel routes
+the gradient to a dense dz plane without a branch and correlates it with long vectors instead.
+conv2d_relu_maxpool2d_backward_winners chooses the kernel by shape; fcnn.ladder.fused_backward
+has the steps to here.
 """
 
 import functools
