@@ -1,11 +1,12 @@
-"""The routed dense backward (winners_backward.routed_dense_kernel) gives loop.py's numbers.
+"""The fused backward ladder's side branch, rung 6 (fcnn.ladder.fused_backward.routed_dense_dw), gives loop.py's numbers.
 
 dw and db of conv2d (stride 1) -> ReLU -> 2x2 max-pool of stride 2, without dx, held to loop.py's
 max-pool, ReLU and conv backward in a row (in float64, within the rounding bound of a sum in any
 order), in float32 and float64: one channel with and without padding, filters not a multiple of
 8 and more than 16, a rim of z no window covers, batch 1, images split among more chunks than
 one, ties in the windows (the first maximum takes the gradient), and inf or NaN (refused, for the
-unfused kernels to give loop.py's numbers). The dispatch sends the seed's conv here.
+unfused kernels to give loop.py's numbers). The rung routes the seed's conv and hands larger
+patches and dx to rung 5.
 """
 
 import numpy as np
@@ -13,9 +14,8 @@ import pytest
 
 from fcnn import layers
 from fcnn.kernels import loop
-from fcnn.kernels.tuned import fused
-from fcnn.kernels.tuned import winners_backward
-from fcnn.kernels.tuned.winners_backward import conv2d_relu_maxpool2d_backward_winners, routed_dense_kernel
+from fcnn.ladder import fused_backward
+from fcnn.ladder.fused_backward import _routed_dense_kernel, routed_dense_dw
 
 # (N, C, H, W, F, KH, KW, pad, chunks)
 CASES = [
@@ -68,7 +68,7 @@ def test_routed_dense_kernel_matches_the_loop_composition(case, dtype, ties):
     N, C, H, W, F, KH, KW, pad, chunks = case
     dout, x, z, w = layer_arrays(case, dtype, ties)
     inputs = [a.copy() for a in (dout, x, z)]
-    dw, db, non_finite = routed_dense_kernel(C, H, W, F, KH, KW, pad)(dout, z, x, chunks)
+    dw, db, non_finite = _routed_dense_kernel(C, H, W, F, KH, KW, pad)(dout, z, x, chunks)
     assert non_finite == 0
     (want_dw, want_db), (dw_bound, db_bound) = expected_gradients(dout, x, z, w, pad)
     assert_within("dw", dw, want_dw, dw_bound, dtype)
@@ -99,8 +99,8 @@ def test_routed_gradients_refuse_inf_and_nan_and_the_layer_gives_loops_numbers(s
     arrays[spoiled] = arrays[spoiled].copy()
     arrays[spoiled].flat[arrays[spoiled].size // 2] = value
     dout, x, z = arrays["dout"], arrays["x"], arrays["z"]
-    assert winners_backward.routed_gradients(dout, x, z, w.shape, pad) is None
-    _, dw, db = fused.conv2d_relu_maxpool2d_backward(dout, x, z, w, 1, pad, 2, None, False)
+    assert fused_backward.routed_gradients(dout, x, z, w.shape, pad) is None
+    _, dw, db = routed_dense_dw(dout, x, z, w, 1, pad, 2, None, False)
     dz = layers.relu_backward(loop.maxpool2d_backward(dout, layers.relu_forward(z), 2, 2), z)
     _, want_dw, want_db = loop.conv2d_backward(dz, x, w, 1, pad)
     np.testing.assert_array_equal(np.isnan(dw), np.isnan(want_dw))
@@ -110,11 +110,11 @@ def test_routed_gradients_refuse_inf_and_nan_and_the_layer_gives_loops_numbers(s
 
 def test_the_seed_conv_without_dx_is_routed_and_with_dx_or_larger_patches_is_not(monkeypatch):
     calls = []
-    routed = winners_backward.routed_gradients
-    monkeypatch.setattr(winners_backward, "routed_gradients", lambda *args: calls.append(args) or routed(*args))
+    routed = fused_backward.routed_gradients
+    monkeypatch.setattr(fused_backward, "routed_gradients", lambda *args: calls.append(args) or routed(*args))
     for (C, KH, KW), input_gradient, taken in [((1, 3, 3), False, True), ((1, 3, 3), True, False),
                                               ((1, 5, 5), False, False), ((2, 3, 3), False, False)]:
         dout, x, z, w = layer_arrays((2, C, 12, 12, 8, KH, KW, 1, 1), np.float32, ties=False)
         calls.clear()
-        conv2d_relu_maxpool2d_backward_winners(dout, x, z, w, 1, input_gradient)
+        routed_dense_dw(dout, x, z, w, 1, 1, 2, None, input_gradient)
         assert bool(calls) == taken, (C, KH, KW, input_gradient)

@@ -3,8 +3,7 @@
 Forward: the convolution, then ReLU and pooling in one pass (max_i relu(z_i) = relu(max_i z_i),
 so no ReLU array is made). Backward, for a stride-1 convolution with a 2x2 pool of stride 2
 (every preset): from the windows' winners alone (winners_backward.py), a quarter of the dense
-work or less, in one pass, with no pooled-back or masked array made (for dw alone on the
-smallest patches, the seed's conv, a dense dz routed without a branch instead). Other shapes, and a
+work or less, in one pass, with no pooled-back or masked array made. Other shapes, and a
 backward of arrays holding an inf or a NaN, run the unfused kernels in sequence.
 fcnn.ladder.fused_backward has the steps to here and docs/ladder.md their figures.
 """

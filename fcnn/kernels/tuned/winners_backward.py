@@ -6,11 +6,8 @@ the gradient out as a dense plane and correlating it (three zeros in four, and t
 zeros too), each winner adds its share directly: dw[f] += g * (the input patch under it), and
 dx's patch += g * w[f]. The input is first "stacked" so that a winner's whole patch is one
 contiguous run (one vectorised loop per winner); a kernel compiled per layer shape does it,
-the images split among the threads. Where a patch is only a few values (a one-channel 3x3
-kernel, and no dx) each winner's overhead outweighs its work: there routed_dense_kernel routes
-the gradient to a dense dz plane without a branch and correlates it with long vectors instead.
-conv2d_relu_maxpool2d_backward_winners chooses the kernel by shape; fcnn.ladder.fused_backward
-has the steps to here.
+the images split among the threads; conv2d_relu_maxpool2d_backward_winners chooses the kernel
+by shape. fcnn.ladder.fused_backward has the steps to here.
 """
 
 import functools
@@ -313,73 +310,6 @@ def add_group(partial_dw, chunk, f, copy, group_g, group_start, stacked, length)
         total[t] += (g0 * p0[t] + g1 * p1[t]) + (g2 * p2[t] + g3 * p3[t])
 
 
-@functools.cache
-def routed_dense_kernel(C, H, W, F, KH, KW, pad):
-    """dw and db from the dense dz, routed without a branch: (dout, z, x, chunks) -> (dw, db, non_finite).
-
-    Per image: dz[f, p] (p = y*Wp + x, wide rows of the padded pitch) = dout at the first maximum
-    of each 2x2 window of z where z > 0, else 0, from selects (winner_of_window's rule); then
-    dw[f, c, ki, kj] += sum_p dz[f, p] * xpad[c, p + ki*Wp + kj], one dot product over the whole
-    plane per tap, and db[f] += dz. Four times the multiply-adds of the winners alone, but no
-    branch and long vectors: on one-channel 3x3 kernels, where a winner's patch is 9 values, the
-    cheaper of the two. dout (N, F, H'', W''), z (N, F, H', W'), x (N, C, H, W) -> dw (F, C, KH, KW),
-    db (F,), and how many values of dout, z, x were found not finite (then dw, db are not loop.py's).
-    """
-    Hp, Wp = H + 2 * pad, W + 2 * pad
-    H_pool, W_pool = (Hp - KH + 1) // 2, (Wp - KW + 1) // 2
-    pitch = Wp * C
-    # The positions the windows cover, as wide rows: the columns between (and a rim no window
-    # covers) keep dz = 0, never written.
-    P = (2 * H_pool - 1) * Wp + 2 * W_pool
-
-    def kernel(dout, z, x, chunks):
-        N = x.shape[0]
-        partial_dw = np.zeros((chunks, F, C, KH, KW), dtype=x.dtype)
-        partial_db = np.zeros((chunks, F), dtype=x.dtype)
-        non_finite = np.zeros(chunks, dtype=np.int64)
-        for chunk in numba.prange(chunks):
-            image = np.zeros(Hp * pitch, dtype=x.dtype)
-            dz = np.zeros((F, P), dtype=x.dtype)
-            bad = 0
-            for n in range(chunk, N, chunks):
-                bad += stage_image(x, n, image, C, H, W, pad, pitch)
-                for f in range(F):
-                    total = partial_db[chunk, f]
-                    for i in range(H_pool):
-                        for j in range(W_pool):
-                            a, b = z[n, f, 2 * i, 2 * j], z[n, f, 2 * i, 2 * j + 1]
-                            c_, d = z[n, f, 2 * i + 1, 2 * j], z[n, f, 2 * i + 1, 2 * j + 1]
-                            g = dout[n, f, i, j]
-                            check = a + b + c_ + d + g
-                            bad += not (check - check == 0)
-                            # The first maximum in row-major order: strictly greater than those before it, at
-                            # least those after; alive where z > 0 there. (For finite values only: see bad.)
-                            live = g * (max(max(a, b), max(c_, d)) > 0)
-                            p = 2 * i * Wp + 2 * j
-                            dz[f, p] = live * ((a >= b) & (a >= c_) & (a >= d))
-                            dz[f, p + 1] = live * ((b > a) & (b >= c_) & (b >= d))
-                            dz[f, p + Wp] = live * ((c_ > a) & (c_ > b) & (c_ >= d))
-                            dz[f, p + Wp + 1] = live * ((d > a) & (d > b) & (d > c_))
-                            total += live
-                    partial_db[chunk, f] = total
-                # One vectorised reduction per tap ("reassoc"): keeping the taps' sums for a vector
-                # of filters in registers instead (filters in lanes) left them in memory, 3x slower.
-                for f in range(F):
-                    for c in range(C):
-                        for ki in range(KH):
-                            for kj in range(KW):
-                                total = partial_dw[chunk, f, c, ki, kj]
-                                for p in range(P):
-                                    total += dz[f, p] * image[(p + ki * Wp + kj) * C + c]
-                                partial_dw[chunk, f, c, ki, kj] = total
-            non_finite[chunk] = bad
-        return partial_dw.sum(axis=0), partial_db.sum(axis=0), non_finite.sum()
-
-    # "reassoc" lets the dot products vectorise; no "nnan" or "ninf", which would fold the finiteness checks away.
-    return compile_variant(
-        kernel, "tuned_routed_dense", parallel=True, fastmath={"contract", "reassoc"}, error_model="numpy"
-    )
-
 def rounded_patch(C, KH, KW):
     """A winner's patch length, KW*KH*C, rounded up to whole vectors of LANES."""
     return -(-KW * KH * C // LANES) * LANES
@@ -398,38 +328,20 @@ def winners_gradients(factory, dout, x, z, w, pad, input_gradient):
     return (dx if input_gradient else None), dw, db
 
 
-def routed_gradients(dout, x, z, w_shape, pad):
-    """(None, dw, db) from routed_dense_kernel, the images split among the threads; None if it found an inf or a NaN."""
-    _, C, H, W = x.shape
-    F, _, KH, KW = w_shape
-    chunks = min(numba.get_num_threads(), x.shape[0])
-    dw, db, non_finite = routed_dense_kernel(C, H, W, F, KH, KW, pad)(dout, z, x, chunks)
-    return None if non_finite else (None, dw, db)
-
-
-# dw alone (a first layer) on patches of ROUTED_MAX_PATCH values or fewer: the routed dense
-# kernel. The seed's conv (1 x 3 x 3, 8 filters, 32 images, 1 thread, AVX-512): winners 323 ->
-# routed 230 us; on LeNet-5's first (1 x 5 x 5) the dense work's 4x is too much: 260 -> 470 us.
-ROUTED_MAX_PATCH = 9
-
-
 def conv2d_relu_maxpool2d_backward_winners(dout, x, z, w, pad, input_gradient):
     """(dx or None, dw, db) of conv2d (stride 1) -> ReLU -> 2x2 max-pool of stride 2, from the
-    winners; None if dout, x, z (or w, when dx is asked for) holds an inf or a NaN.
+    winners; None if dout, x, z or w holds an inf or a NaN.
 
     For every window of z whose first maximum of relu(z) sits at (y, x) with z[y, x] > 0, and g
     its dout: dw[f, c, ki, kj] += g * xpad[c, y + ki, x + kj], db[f] += g, and
     dxpad[c, y + ki, x + kj] += g * w[f, c, ki, kj]. Every other term of conv2d_backward(dz) is
     a zero, so the sums are the same up to their order. Not so with an inf or a NaN (0 * inf is
     a NaN where a term is skipped here): then None, and the caller runs the unfused kernels.
-    The kernel for the shape, chosen here: routed_dense_kernel for dw alone on patches of
-    ROUTED_MAX_PATCH values or fewer, grouped_winners_kernel on patches of GROUPED_FROM and
-    more, else winners_backward_kernel.
+    The kernel for the shape, chosen here: grouped_winners_kernel on patches of GROUPED_FROM
+    values and more, else winners_backward_kernel.
     dout (N, F, H'', W''), x (N, C, H, W), z (N, F, H', W'), w (F, C, KH, KW) ->
     (dx (N, C, H, W) or None, dw (F, C, KH, KW), db (F,))
     """
     F, C, KH, KW = w.shape
-    if not input_gradient and C * KH * KW <= ROUTED_MAX_PATCH:
-        return routed_gradients(dout, x, z, w.shape, pad)
     factory = grouped_winners_kernel if rounded_patch(C, KH, KW) >= GROUPED_FROM else winners_backward_kernel
     return winners_gradients(factory, dout, x, z, w, pad, input_gradient)
