@@ -4,7 +4,8 @@ Every rung of WEIGHT_RUNGS is held to loop.conv2d_backward_weights, every rung o
 to loop.conv2d_backward, and every rung of FUSED_RUNGS to loop.py's max-pool, ReLU and conv
 backward in a row, in float64 and float32, on odd shapes: batch 1, several channels, an odd
 number of filters and channels, non-square kernels and inputs, padding, strides other than 1
-(and for the fused rungs, pools other than 2x2 of stride 2, patch rows short and long).
+(and for the fused rungs, pools other than 2x2 of stride 2, patch rows short and long, one-channel
+3x3 kernels with filters not a multiple of 8 and more than 16).
 """
 
 import functools
@@ -118,7 +119,7 @@ def test_the_tops_are_the_tuned_kernels_and_each_rung_builds_on_an_earlier_one()
             assert rung.builds_on in names[:position], rung
     assert side_branches(WEIGHT_RUNGS) == ["sizes constant"]
     assert side_branches(INPUT_RUNGS) == []
-    assert side_branches(FUSED_RUNGS) == []
+    assert side_branches(FUSED_RUNGS) == ["routed dense dw, small patches"]
 
 
 def test_compiled_rungs_have_cache_names_of_their_own():
@@ -140,6 +141,8 @@ def test_compiled_rungs_have_cache_names_of_their_own():
 # (N, C, H, W, F, KH, KW, stride, pad, size, pool_stride) of a conv -> ReLU -> max-pool layer.
 FUSED_CASES = [
     (1, 1, 6, 6, 1, 3, 3, 1, 0, 2, None),      # batch 1, one of everything: a short row (the wide rows)
+    (2, 1, 9, 8, 5, 3, 3, 1, 0, 2, 2),         # one channel, 3x3, F = 5: rung 6's routed dense kernel (dw alone), a rim row
+    (3, 1, 10, 9, 20, 3, 3, 1, 1, 2, None),    # the same with padding, F = 20 (more than 16), 3 images on 2 threads
     (2, 3, 9, 8, 5, 2, 3, 1, 2, 2, 2),         # odd F and C, padding, a 9 x 10 conv output (a rim no window covers)
     (3, 4, 9, 9, 3, 5, 4, 1, 1, 2, None),      # a patch row of 16 values: the winners' kernel, 3 images on 2 threads
     (2, 6, 14, 14, 16, 5, 5, 1, 0, 2, 2),      # LeNet-5's second conv, 2 images

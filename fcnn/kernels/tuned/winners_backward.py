@@ -6,7 +6,8 @@ the gradient out as a dense plane and correlating it (three zeros in four, and t
 zeros too), each winner adds its share directly: dw[f] += g * (the input patch under it), and
 dx's patch += g * w[f]. The input is first "stacked" so that a winner's whole patch is one
 contiguous run (one vectorised loop per winner); a kernel compiled per layer shape does it,
-the images split among the threads. fcnn.ladder.fused_backward has the steps to here.
+the images split among the threads; conv2d_relu_maxpool2d_backward_winners chooses the kernel
+by shape. fcnn.ladder.fused_backward has the steps to here.
 """
 
 import functools
@@ -50,6 +51,89 @@ def winner_of_window(z, n, f, y, x_):
     return code, largest > 0, total - total == 0
 
 
+@numba.njit(inline="always")
+def patch_weights(w, C, KH, KW, column, lanes):
+    """(w_patch, bad): w in a winner's patch order, zeros in the rounded-up lanes, and how many values are not finite.
+
+    w (F, C, KH, KW) -> w_patch (F, lanes), w_patch[f, kj*column + ki*C + c] = w[f, c, ki, kj].
+    """
+    F = w.shape[0]
+    w_patch = np.zeros((F, lanes), dtype=w.dtype)
+    bad = 0
+    for f in range(F):
+        for c in range(C):
+            for ki in range(KH):
+                for kj in range(KW):
+                    w_patch[f, kj * column + ki * C + c] = w[f, c, ki, kj]
+                    bad += not (w[f, c, ki, kj] - w[f, c, ki, kj] == 0)
+    return w_patch, bad
+
+
+@numba.njit(inline="always")
+def stage_image(x, n, image, C, H, W, pad, pitch):
+    """image[(y + pad)*pitch + (x + pad)*C + c] = x[n, c, y, x]: image n zero-padded (its border is
+    left as it is, zero), channel-last, rows `pitch` apart; returns how many values are not finite."""
+    bad = 0
+    for c in range(C):
+        for y in range(H):
+            for x_ in range(W):
+                value = x[n, c, y, x_]
+                image[(y + pad) * pitch + (x_ + pad) * C + c] = value
+                bad += not (value - value == 0)
+    return bad
+
+
+@numba.njit(inline="always")
+def unstage_image(image_gradient, dx, n, C, H, W, pad, pitch):
+    """dx[n, c, y, x] = image_gradient[(y + pad)*pitch + (x + pad)*C + c]: stage_image's inverse, the padding dropped."""
+    for c in range(C):
+        for y in range(H):
+            for x_ in range(W):
+                dx[n, c, y, x_] = image_gradient[(y + pad) * pitch + (x_ + pad) * C + c]
+
+
+@numba.njit(inline="always")
+def stack_columns(image, stacked, C, KH, H_out, Wp, pitch, column):
+    """stacked[(y*Wp + x)*column + ki*C + c] = image pixel (y + ki, x, c): the patch of output
+    position (y, x) is stacked[(y*Wp + x)*column :][:KW*column], tap (ki, kj) at kj*column + ki*C."""
+    for y in range(H_out):
+        for x_ in range(Wp):
+            for ki in range(KH):
+                for c in range(C):
+                    stacked[(y * Wp + x_) * column + ki * C + c] = image[(y + ki) * pitch + x_ * C + c]
+
+
+@numba.njit(inline="always")
+def fold_stacked_gradient(stacked_gradient, image_gradient, dx, n, C, H, W, KH, pad, H_out, Wp, pitch, column):
+    """dx[n] from the patches' gradients summed in stack_columns' layout: each stacked value added
+    back to the pixel it was copied from, then the padding dropped (image_gradient is scratch)."""
+    image_gradient[:] = 0.0
+    for y in range(H_out):
+        for x_ in range(Wp):
+            for ki in range(KH):
+                for c in range(C):
+                    image_gradient[(y + ki) * pitch + x_ * C + c] += stacked_gradient[(y * Wp + x_) * column + ki * C + c]
+    unstage_image(image_gradient, dx, n, C, H, W, pad, pitch)
+
+
+@numba.njit(inline="always")
+def reduce_patch_sums(partial_dw, C, KH, KW, column):
+    """dw[f, c, ki, kj] = sum over chunks and copies of partial_dw[chunk, f, copy, kj*column + ki*C + c].
+
+    partial_dw (chunks, F, COPIES, lanes), the patch's order (patch_weights) -> dw (F, C, KH, KW).
+    """
+    chunks, F, copies, _ = partial_dw.shape
+    dw = np.zeros((F, C, KH, KW), dtype=partial_dw.dtype)
+    for chunk in range(chunks):
+        for f in range(F):
+            for copy in range(copies):
+                for c in range(C):
+                    for ki in range(KH):
+                        for kj in range(KW):
+                            dw[f, c, ki, kj] += partial_dw[chunk, f, copy, kj * column + ki * C + c]
+    return dw
+
+
 @functools.cache
 def winners_backward_kernel(C, H, W, F, KH, KW, pad, input_gradient):
     """The compiled backward for one layer shape: (dout, z, x, w, chunks, length) -> (dx, dw, db, non_finite).
@@ -68,7 +152,6 @@ def winners_backward_kernel(C, H, W, F, KH, KW, pad, input_gradient):
     H_pool, W_pool = H_out // 2, (Wp - KW + 1) // 2
     pitch = Wp * C  # a padded input row, channel-last: pixel (y, x, c) at y*pitch + x*C + c
     column = KH * C  # a stacked column: the KH rows' C channels under output position (y, x)
-    patch = KW * column  # a winner's whole patch, (kj, ki, c), contiguous in the stacked layout
     lanes = rounded_patch(C, KH, KW)
     stacked_size = H_out * Wp * column + lanes  # room for the last row's rounded-up patches to run on
 
@@ -78,35 +161,16 @@ def winners_backward_kernel(C, H, W, F, KH, KW, pad, input_gradient):
         partial_db = np.zeros((chunks, F), dtype=x.dtype)
         non_finite = np.zeros(chunks, dtype=np.int64)
         dx = np.empty((N if input_gradient else 0, C, H, W), dtype=x.dtype)
-        # w in the patch's order, zeros in the rounded-up lanes: w_patch[f, kj*column + ki*C + c] = w[f, c, ki, kj]
-        w_patch = np.zeros((F, lanes), dtype=x.dtype)
-        bad_weights = 0
-        for f in range(F):
-            for c in range(C):
-                for ki in range(KH):
-                    for kj in range(KW):
-                        w_patch[f, kj * column + ki * C + c] = w[f, c, ki, kj]
-                        bad_weights += not (w[f, c, ki, kj] - w[f, c, ki, kj] == 0)
+        w_patch, bad_weights = patch_weights(w, C, KH, KW, column, lanes)
         for chunk in numba.prange(chunks):
             image = np.zeros(Hp * pitch, dtype=x.dtype)  # x[n] zero-padded, channel-last; its border stays 0
-            # stacked[(y*Wp + x)*column + ki*C + c] = image pixel (y + ki, x, c): the patch of output
-            # position (y, x) is stacked[(y*Wp + x)*column :][:patch], tap (ki, kj) at kj*column + ki*C.
-            stacked = np.zeros(stacked_size, dtype=x.dtype)
+            stacked = np.zeros(stacked_size, dtype=x.dtype)  # stack_columns' layout: a patch one contiguous run
             stacked_gradient = np.empty(stacked_size, dtype=x.dtype)  # dx[n]'s patches, summed in the same layout
             image_gradient = np.empty(Hp * pitch, dtype=x.dtype)
             bad = 0
             for n in range(chunk, N, chunks):
-                for c in range(C):
-                    for y in range(H):
-                        for x_ in range(W):
-                            value = x[n, c, y, x_]
-                            image[(y + pad) * pitch + (x_ + pad) * C + c] = value
-                            bad += not (value - value == 0)
-                for y in range(H_out):
-                    for x_ in range(Wp):
-                        for ki in range(KH):
-                            for c in range(C):
-                                stacked[(y * Wp + x_) * column + ki * C + c] = image[(y + ki) * pitch + x_ * C + c]
+                bad += stage_image(x, n, image, C, H, W, pad, pitch)
+                stack_columns(image, stacked, C, KH, H_out, Wp, pitch, column)
                 if input_gradient:
                     stacked_gradient[:] = 0.0
                 for f in range(F):
@@ -132,27 +196,9 @@ def winners_backward_kernel(C, H, W, F, KH, KW, pad, input_gradient):
                                         stacked_gradient[start + t] += g * w_patch[f, t]
                     partial_db[chunk, f] = total
                 if input_gradient:
-                    image_gradient[:] = 0.0
-                    for y in range(H_out):
-                        for x_ in range(Wp):
-                            for ki in range(KH):
-                                for c in range(C):
-                                    image_gradient[(y + ki) * pitch + x_ * C + c] += stacked_gradient[
-                                        (y * Wp + x_) * column + ki * C + c
-                                    ]
-                    for c in range(C):
-                        for y in range(H):
-                            for x_ in range(W):
-                                dx[n, c, y, x_] = image_gradient[(y + pad) * pitch + (x_ + pad) * C + c]
+                    fold_stacked_gradient(stacked_gradient, image_gradient, dx, n, C, H, W, KH, pad, H_out, Wp, pitch, column)
             non_finite[chunk] = bad
-        dw = np.zeros((F, C, KH, KW), dtype=x.dtype)
-        for chunk in range(chunks):
-            for f in range(F):
-                for copy in range(COPIES):
-                    for c in range(C):
-                        for ki in range(KH):
-                            for kj in range(KW):
-                                dw[f, c, ki, kj] += partial_dw[chunk, f, copy, kj * column + ki * C + c]
+        dw = reduce_patch_sums(partial_dw, C, KH, KW, column)
         return dx, dw, partial_db.sum(axis=0), non_finite.sum() + bad_weights
 
     return compile_variant(
@@ -194,14 +240,7 @@ def grouped_winners_kernel(C, H, W, F, KH, KW, pad, input_gradient):
         partial_db = np.zeros((chunks, F), dtype=x.dtype)
         non_finite = np.zeros(chunks, dtype=np.int64)
         dx = np.empty((N if input_gradient else 0, C, H, W), dtype=x.dtype)
-        w_patch = np.zeros((F, lanes), dtype=x.dtype)
-        bad_weights = 0
-        for f in range(F):
-            for c in range(C):
-                for ki in range(KH):
-                    for kj in range(KW):
-                        w_patch[f, kj * column + ki * C + c] = w[f, c, ki, kj]
-                        bad_weights += not (w[f, c, ki, kj] - w[f, c, ki, kj] == 0)
+        w_patch, bad_weights = patch_weights(w, C, KH, KW, column, lanes)
         for chunk in numba.prange(chunks):
             image = np.zeros(Hp * pitch, dtype=x.dtype)
             stacked = np.zeros(stacked_size, dtype=x.dtype)
@@ -211,17 +250,8 @@ def grouped_winners_kernel(C, H, W, F, KH, KW, pad, input_gradient):
             group_start = np.zeros(GROUP, dtype=np.int64)
             bad = 0
             for n in range(chunk, N, chunks):
-                for c in range(C):
-                    for y in range(H):
-                        for x_ in range(W):
-                            value = x[n, c, y, x_]
-                            image[(y + pad) * pitch + (x_ + pad) * C + c] = value
-                            bad += not (value - value == 0)
-                for y in range(H_out):
-                    for x_ in range(Wp):
-                        for ki in range(KH):
-                            for c in range(C):
-                                stacked[(y * Wp + x_) * column + ki * C + c] = image[(y + ki) * pitch + x_ * C + c]
+                bad += stage_image(x, n, image, C, H, W, pad, pitch)
+                stack_columns(image, stacked, C, KH, H_out, Wp, pitch, column)
                 if input_gradient:
                     stacked_gradient[:] = 0.0
                 for f in range(F):
@@ -255,27 +285,9 @@ def grouped_winners_kernel(C, H, W, F, KH, KW, pad, input_gradient):
                         add_group(partial_dw, chunk, f, passes % COPIES, group_g, group_start, stacked, length)
                     partial_db[chunk, f] = total
                 if input_gradient:
-                    image_gradient[:] = 0.0
-                    for y in range(H_out):
-                        for x_ in range(Wp):
-                            for ki in range(KH):
-                                for c in range(C):
-                                    image_gradient[(y + ki) * pitch + x_ * C + c] += stacked_gradient[
-                                        (y * Wp + x_) * column + ki * C + c
-                                    ]
-                    for c in range(C):
-                        for y in range(H):
-                            for x_ in range(W):
-                                dx[n, c, y, x_] = image_gradient[(y + pad) * pitch + (x_ + pad) * C + c]
+                    fold_stacked_gradient(stacked_gradient, image_gradient, dx, n, C, H, W, KH, pad, H_out, Wp, pitch, column)
             non_finite[chunk] = bad
-        dw = np.zeros((F, C, KH, KW), dtype=x.dtype)
-        for chunk in range(chunks):
-            for f in range(F):
-                for copy in range(COPIES):
-                    for c in range(C):
-                        for ki in range(KH):
-                            for kj in range(KW):
-                                dw[f, c, ki, kj] += partial_dw[chunk, f, copy, kj * column + ki * C + c]
+        dw = reduce_patch_sums(partial_dw, C, KH, KW, column)
         return dx, dw, partial_db.sum(axis=0), non_finite.sum() + bad_weights
 
     return compile_variant(
@@ -303,6 +315,19 @@ def rounded_patch(C, KH, KW):
     return -(-KW * KH * C // LANES) * LANES
 
 
+def winners_gradients(factory, dout, x, z, w, pad, input_gradient):
+    """(dx or None, dw, db) from the kernel `factory` makes for the layer (winners_backward_kernel or
+    grouped_winners_kernel), the images split among the threads; None if it found an inf or a NaN."""
+    _, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    kernel = factory(C, H, W, F, KH, KW, pad, bool(input_gradient))
+    chunks = min(numba.get_num_threads(), x.shape[0])
+    dx, dw, db, non_finite = kernel(dout, z, x, w, chunks, rounded_patch(C, KH, KW))
+    if non_finite:
+        return None
+    return (dx if input_gradient else None), dw, db
+
+
 def conv2d_relu_maxpool2d_backward_winners(dout, x, z, w, pad, input_gradient):
     """(dx or None, dw, db) of conv2d (stride 1) -> ReLU -> 2x2 max-pool of stride 2, from the
     winners; None if dout, x, z or w holds an inf or a NaN.
@@ -312,16 +337,11 @@ def conv2d_relu_maxpool2d_backward_winners(dout, x, z, w, pad, input_gradient):
     dxpad[c, y + ki, x + kj] += g * w[f, c, ki, kj]. Every other term of conv2d_backward(dz) is
     a zero, so the sums are the same up to their order. Not so with an inf or a NaN (0 * inf is
     a NaN where a term is skipped here): then None, and the caller runs the unfused kernels.
+    The kernel for the shape, chosen here: grouped_winners_kernel on patches of GROUPED_FROM
+    values and more, else winners_backward_kernel.
     dout (N, F, H'', W''), x (N, C, H, W), z (N, F, H', W'), w (F, C, KH, KW) ->
     (dx (N, C, H, W) or None, dw (F, C, KH, KW), db (F,))
     """
-    _, C, H, W = x.shape
-    F, _, KH, KW = w.shape
-    chunks = min(numba.get_num_threads(), x.shape[0])
-    lanes = rounded_patch(C, KH, KW)
-    shape_kernel = grouped_winners_kernel if lanes >= GROUPED_FROM else winners_backward_kernel
-    kernel = shape_kernel(C, H, W, F, KH, KW, pad, bool(input_gradient))
-    dx, dw, db, non_finite = kernel(dout, z, x, w, chunks, lanes)
-    if non_finite:
-        return None
-    return (dx if input_gradient else None), dw, db
+    F, C, KH, KW = w.shape
+    factory = grouped_winners_kernel if rounded_patch(C, KH, KW) >= GROUPED_FROM else winners_backward_kernel
+    return winners_gradients(factory, dout, x, z, w, pad, input_gradient)
