@@ -64,8 +64,8 @@ REMEMBERED = tuple(key for key in SETTINGS if key != "epochs")
 DEFAULTS = {"arch": "seed", "backend": None, "momentum": 0.0, "weight_decay": 0.0, "shift": 0, "seed": 0, "data": None,
             "train_limit": None, "test_limit": None}
 
-# Settings newer than the first checkpoints, and the value a checkpoint that lacks one was trained with.
-LATER_SETTINGS = {"weight_decay": 0.0, "shift": 0}
+# Settings newer than the first checkpoints: a checkpoint that lacks one was trained with its DEFAULTS value.
+LATER_SETTINGS = ("weight_decay", "shift")
 
 
 def from_text(key, text):
@@ -110,7 +110,7 @@ def preset_of(checkpoint):
 def remembered(checkpoint, given):
     """The settings a checkpoint's config holds, except those `given` on the command line, each
     checked by the table; the architecture comes from the checkpoint's arrays."""
-    config = {key: value for key, value in {**LATER_SETTINGS, **checkpoint["config"]}.items()
+    config = {key: value for key, value in {**{key: DEFAULTS[key] for key in LATER_SETTINGS}, **checkpoint["config"]}.items()
               if key in REMEMBERED and key not in given and key not in ("arch", "optimizer")}
     for key, value in config.items():
         wrong = problem(key, value)

@@ -23,6 +23,8 @@ from fcnn.outputs import PICTURES, check_outputs
 from fcnn.stop_signals import Stopped, stop_of
 from fcnn.training import ARCH_DEFAULTS, shifted_images
 
+from tree_checks import assert_trees_equal
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train_mnist.py"
 
@@ -176,9 +178,7 @@ def test_two_epochs_straight_equal_one_epoch_then_resume(run, tmp_path):
     a, b = load_checkpoint(straight), load_checkpoint(resumed)
     assert a["epoch"] == b["epoch"] == 2
     for group in ("params", "velocity"):
-        for layer in a[group]:
-            for k in a[group][layer]:
-                assert np.array_equal(a[group][layer][k], b[group][layer][k]), f"{group}/{layer}/{k}"
+        assert_trees_equal(b[group], a[group], f"{group}: ")
     assert a["rng_state"] == b["rng_state"]
     for record_a, record_b in zip(a["metrics"], b["metrics"], strict=True):
         for key in ("epoch", "lr", "train_loss", "train_accuracy", "test_accuracy", "step_losses"):
@@ -778,14 +778,12 @@ def test_an_adaptive_optimiser_resumes_bit_exactly(run, tmp_path, optimizer):
     assert f"{optimizer}, weight decay 0.001" in out
     a, b = load_checkpoint(straight), load_checkpoint(resumed)
     assert a["optimizer"] == b["optimizer"] == optimizer
+    assert_trees_equal(b["params"], a["params"], "params: ")
     for key in a["optimizer_state"]:
         if key == "t":
             assert a["optimizer_state"]["t"] == b["optimizer_state"]["t"] == 2 * 13
             continue
-        for layer in a["params"]:
-            for name in a["params"][layer]:
-                assert np.array_equal(a["optimizer_state"][key][layer][name], b["optimizer_state"][key][layer][name])
-                assert np.array_equal(a["params"][layer][name], b["params"][layer][name])
+        assert_trees_equal(b["optimizer_state"][key], a["optimizer_state"][key], f"optimizer_state {key}: ")
     assert [r["train_loss"] for r in a["metrics"]] == [r["train_loss"] for r in b["metrics"]]
 
 
@@ -834,13 +832,9 @@ def test_the_bn_preset_resumes_bit_exactly(run, tmp_path):
     assert "epoch 2/2" in out and "epoch 1/2" not in out
     a, b = load_checkpoint(straight), load_checkpoint(resumed)
     for group in ("params", "model_state"):
-        for layer in a[group]:
-            for k in a[group][layer]:
-                assert np.array_equal(a[group][layer][k], b[group][layer][k]), f"{group}/{layer}/{k}"
+        assert_trees_equal(b[group], a[group], f"{group}: ")
     for key in ("m", "v"):
-        for layer in a["params"]:
-            for k in a["params"][layer]:
-                assert np.array_equal(a["optimizer_state"][key][layer][k], b["optimizer_state"][key][layer][k])
+        assert_trees_equal(b["optimizer_state"][key], a["optimizer_state"][key], f"optimizer_state {key}: ")
     assert a["optimizer_state"]["t"] == b["optimizer_state"]["t"]
     assert a["rng_state"] == b["rng_state"] and a["dropout_rng_state"] == b["dropout_rng_state"]
     assert [r["step_losses"] for r in a["metrics"]] == [r["step_losses"] for r in b["metrics"]]

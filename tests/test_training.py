@@ -20,6 +20,8 @@ from fcnn.training import (
     train_epoch,
 )
 
+from tree_checks import assert_trees_equal
+
 
 @pytest.fixture(scope="module")
 def small_mnist(mnist):
@@ -313,16 +315,12 @@ def test_train_step_hands_back_the_new_model_state_and_changes_nothing_it_was_gi
         params, x, y, BN_NET, "numpy", state=model_state, rng=np.random.default_rng(5))
     expected_params, _ = fcnn.adam_step(params, grads, None, lr=1e-3)
     assert loss == expected_loss and moments["t"] == 1
-    for tree, expected in ((new_params, expected_params), (new_state, expected_state)):
-        for layer in expected:
-            for k in expected[layer]:
-                assert np.array_equal(tree[layer][k], expected[layer][k]), f"{layer}.{k}"
+    assert_trees_equal(new_params, expected_params)
+    assert_trees_equal(new_state, expected_state)
     # The running statistics moved towards the batch's; nothing given was changed in place.
     assert not np.array_equal(new_state["batchnorm1"]["running_mean"], before_state["batchnorm1"]["running_mean"])
-    for given, before in ((params, before_params), (model_state, before_state)):
-        for layer in before:
-            for k in before[layer]:
-                assert np.array_equal(given[layer][k], before[layer][k]), f"{layer}.{k} was changed in place"
+    assert_trees_equal(params, before_params, "changed in place: ")
+    assert_trees_equal(model_state, before_state, "changed in place: ")
 
 
 def test_train_epoch_threads_the_model_state_and_draws_masks_from_its_own_generator(small_mnist):
@@ -341,10 +339,8 @@ def test_train_epoch_threads_the_model_state_and_draws_masks_from_its_own_genera
         expected, moments = fcnn.adam_step(expected, grads, moments, lr=1e-3)
         losses.append(loss)
     assert stats["step_losses"] == losses
-    for tree, by_hand in ((trained, expected), (final_state, state)):
-        for layer in by_hand:
-            for k in by_hand[layer]:
-                assert np.array_equal(tree[layer][k], by_hand[layer][k]), f"{layer}.{k}"
+    assert_trees_equal(trained, expected)
+    assert_trees_equal(final_state, state)
 
 
 def test_evaluate_reads_the_running_statistics_it_is_given(small_mnist):
