@@ -191,15 +191,44 @@ def filters_in_lanes_kernel(C, H, W, F, KH, KW, pad):
 
     For output row i and a block of J = min(LANES_COLUMNS, W') columns from j0, sums[j, f] for
     all F filters run over the whole C x KH x KW reduction. The loop over f is innermost and
-    unit-stride (weights reordered to wt[c, ki, kj, f]), so LLVM vectorises it (16 filters: two
-    vectors), unrolls the kj and j loops around each FMA, and keeps the J x F sums in registers
-    across the kernel rows ki: each broadcast input pixel feeds F/8 FMAs, each weight vector J.
-    A last block that would run past W' starts at W' - J instead: its overlap is written twice
-    with the same values.
+    unit-stride (weights reordered to wt[c, ki, kj, f]), so LLVM vectorises it (16 filters: one
+    or two vectors), unrolls the kj and j loops around each FMA, and keeps the J x F sums in
+    registers across the kernel rows ki: each broadcast input pixel feeds F/lanes FMAs, each
+    weight vector J. A last block that would run past W' starts at W' - J instead: its overlap
+    is written twice with the same values.
+
+    The image's rows are a function of their own, inlined where the kernel calls it
+    (forceinline): LLVM then optimises that code twice, once on its own and once inlined, and
+    needs both rounds to keep the sums in registers (unrolled first, then promoted out of the
+    loops). Written inline, one round: 2.5x slower, except where numba's disk cache happened to
+    load a copy that was optimised twice (docs/performance.md).
     """
     Hp, Wp, H_out, W_out, _ = wide_sizes(H, W, KH, KW, pad)
     J = min(machine.LANES_COLUMNS, W_out)
     blocks = -(-W_out // J)
+
+    def image_rows(xpad, wt, b, out, n):
+        """out[n, f, i, j] = b[f] + sum_{c, ki, kj} wt[c, ki, kj, f] * xpad[c, (i + ki)*Wp + j + kj], J columns at a time."""
+        sums = np.empty((J, F), dtype=xpad.dtype)
+        for i in range(H_out):
+            for block in range(blocks):
+                j0 = min(block * J, W_out - J)
+                for j in range(J):
+                    for f in range(F):
+                        sums[j, f] = b[f]
+                for c in range(C):
+                    for ki in range(KH):
+                        row = (i + ki) * Wp + j0
+                        for f in range(F):
+                            for kj in range(KW):
+                                for j in range(J):
+                                    sums[j, f] += wt[c, ki, kj, f] * xpad[c, row + j + kj]
+                for j in range(J):
+                    for f in range(F):
+                        out[n, f, i, j0 + j] = sums[j, f]
+
+    rows = compile_variant(image_rows, "tuned_conv2d_forward_filters_in_lanes_rows",
+                           fastmath={"contract"}, error_model="numpy", forceinline=True)
 
     def kernel(x, w, b):
         N = x.shape[0]
@@ -211,24 +240,7 @@ def filters_in_lanes_kernel(C, H, W, F, KH, KW, pad):
                     for kj in range(KW):
                         wt[c, ki, kj, f] = w[f, c, ki, kj]
         for n in numba.prange(N):
-            xpad = padded_planes(x[n], pad, Hp, Wp)
-            sums = np.empty((J, F), dtype=x.dtype)
-            for i in range(H_out):
-                for block in range(blocks):
-                    j0 = min(block * J, W_out - J)
-                    for j in range(J):
-                        for f in range(F):
-                            sums[j, f] = b[f]
-                    for c in range(C):
-                        for ki in range(KH):
-                            row = (i + ki) * Wp + j0
-                            for f in range(F):
-                                for kj in range(KW):
-                                    for j in range(J):
-                                        sums[j, f] += wt[c, ki, kj, f] * xpad[c, row + j + kj]
-                    for j in range(J):
-                        for f in range(F):
-                            out[n, f, i, j0 + j] = sums[j, f]
+            rows(padded_planes(x[n], pad, Hp, Wp), wt, b, out, n)
         return out
 
     return compile_variant(kernel, "tuned_conv2d_forward_stride1_filters_in_lanes", **OPTIONS)
