@@ -104,7 +104,7 @@ def routed_into_wide_rows(dout, x, z, w, stride, pad, size, pool_stride, input_g
 
 
 # Each winner's patch row (KW taps x C channels, channel-last) is rounded up to whole vectors of 8
-# (the float32 lanes of the 256-bit vectors numba emits): full-width multiply-adds, no scalar
+# (the float32 lanes of a 256-bit vector): full-width multiply-adds, no scalar
 # tail. The extra lanes pair the next columns with zero weights (dx) or sum into accumulators
 # that are dropped (dw).
 LANES = 8

@@ -110,7 +110,7 @@ def stride1_kernel(C, H, W, F, KH, KW, pad):
                     wide[0, p] = b[f0]
                     wide[1, p] = b[f1]
                 for c in range(C):
-                    # The vectorised loop: 8 (float32) or 4 (float64) positions p per step.
+                    # The vectorised loop: a vector of positions p per step (8 float32 in 256 bits).
                     # Its KH*KW taps unroll in it, so the sums stay in registers over a whole
                     # channel: one load and one store of `wide` per channel, not per tap.
                     for p in range(P):

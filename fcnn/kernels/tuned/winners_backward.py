@@ -18,9 +18,10 @@ import numpy as np
 from fcnn.kernels.numba_cache import compile_variant
 
 # A winner's patch (KW*KH*C values) is handled rounded up to whole vectors of 8, the float32
-# lanes of the 256-bit vectors numba emits: full-width multiply-adds and no scalar tail (LeNet-5's
-# first conv: 25 -> 32 values, 9.6 -> 7.1 us per image; its second, 150 -> 152, 13.5 -> 11.7). The extra lanes pair the next positions with zero
-# weights (dx) or sum into accumulators that are dropped (dw).
+# lanes of 256-bit vectors: full-width multiply-adds and no scalar tail (LeNet-5's first conv:
+# 25 -> 32 values, 9.6 -> 7.1 us per image; its second, 150 -> 152, 13.5 -> 11.7). The extra
+# lanes pair the next positions with zero weights (dx) or sum into accumulators that are dropped
+# (dw). Where numba writes 512-bit vectors (Zen 5), rounding to 16 was no faster (docs/performance.md).
 LANES = 8
 # dw accumulators per filter, used in turn by consecutive winners: the next winner's
 # multiply-adds do not wait on the previous one's stores of the same values.
