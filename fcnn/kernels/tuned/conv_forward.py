@@ -190,9 +190,9 @@ def filters_in_lanes_kernel(C, H, W, F, KH, KW, pad):
     """The "filters in lanes" kernel for one layer shape: filters across the vector lanes, columns in registers.
 
     For output row i and a block of J = min(LANES_COLUMNS, W') columns from j0, sums[j, f] for
-    all F filters run over the whole C x KH x KW reduction. The loop over f is innermost and
-    unit-stride (weights reordered to wt[c, ki, kj, f]), so LLVM vectorises it (16 filters: one
-    or two vectors), unrolls the kj and j loops around each FMA, and keeps the J x F sums in
+    all F filters run over the whole C x KH x KW reduction. LLVM unrolls the kj and j loops, which
+    leaves the loop over f innermost and unit-stride (weights reordered to wt[c, ki, kj, f]), so
+    it vectorises it (16 filters: one vector of 512 bits or two of 256), and keeps the J x F sums in
     registers across the kernel rows ki: each broadcast input pixel feeds F/lanes FMAs, each
     weight vector J. A last block that would run past W' starts at W' - J instead: its overlap
     is written twice with the same values.
@@ -200,8 +200,9 @@ def filters_in_lanes_kernel(C, H, W, F, KH, KW, pad):
     The image's rows are a function of their own, inlined where the kernel calls it
     (forceinline): LLVM then optimises that code twice, once on its own and once inlined, and
     needs both rounds to keep the sums in registers (unrolled first, then promoted out of the
-    loops). Written inline, one round: 2.5x slower, except where numba's disk cache happened to
-    load a copy that was optimised twice (docs/performance.md).
+    loops). Written inline it got one round in the process that compiled it, 2.5x slower on
+    Zen 5, and the second only where numba's disk cache loaded a copy linked and optimised again
+    (docs/ladder.md, "The forward on AMD EPYC Zen 5").
     """
     Hp, Wp, H_out, W_out, _ = wide_sizes(H, W, KH, KW, pad)
     J = min(machine.LANES_COLUMNS, W_out)
