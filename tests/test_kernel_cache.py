@@ -110,3 +110,39 @@ def test_without_a_writable_cache_place_fcnn_compiles_uncached_and_says_so_once(
     assert "'numba', 'tuned'" in result.stdout
     assert result.stderr.count("NumbaCacheWarning") == 1, result.stderr
     assert "no writable place for its disk cache" in result.stderr and "NUMBA_CACHE_DIR" in result.stderr
+
+
+# Run twice over one cache folder: the first process compiles and writes what the tuned backend
+# computed, the second loads the kernels from the cache and must compute the same bits. The tile
+# "filters in lanes" is forced so that the kernel whose compiling process once ran a copy
+# optimised once (docs/ladder.md, "The forward on AMD EPYC Zen 5") is in it on every machine.
+SAME_BITS_SCRIPT = """
+import sys
+import numpy as np
+import fcnn
+from fcnn.kernels.tuned.conv_forward import filters_in_lanes_kernel
+
+path, mode = sys.argv[1], sys.argv[2]
+params = fcnn.init("lenet5", seed=0)
+x = np.random.default_rng(1).random((4, 1, 28, 28)).astype(np.float32)
+loss, grads, logits = fcnn.loss_and_grads(params, x, np.array([3, 7, 1, 0]), "lenet5", backend="tuned")
+arrays = {"logits": logits, **{layer + "." + key: grads[layer][key] for layer in grads for key in grads[layer]}}
+loaded = len(filters_in_lanes_kernel(6, 14, 14, 16, 5, 5, 0).stats.cache_hits)
+if mode == "write":
+    assert loaded == 0, "the first process found the kernel cached already"
+    np.savez(path, **arrays)
+else:
+    assert loaded == 1, "the second process did not load the kernel from the cache"
+    saved = np.load(path)
+    for name, value in arrays.items():
+        assert np.array_equal(saved[name], value), name + " differs between the compiling and the loading process"
+"""
+
+
+def test_kernels_loaded_from_the_cache_compute_the_bits_of_the_process_that_compiled_them(tmp_path):
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_NUM_THREADS": "1",
+                   "FCNN_CONV_FORWARD_TILE": "filters in lanes"}
+    for mode in ("write", "compare"):
+        result = subprocess.run([sys.executable, "-c", SAME_BITS_SCRIPT, str(tmp_path / "bits.npz"), mode],
+                                env=environment, capture_output=True, text=True)
+        assert result.returncode == 0, f"{mode} process failed: {result.stderr[-3000:]}"

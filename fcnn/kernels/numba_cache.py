@@ -10,10 +10,8 @@ variant is named for its options and for the values its closure captured.
 
 import functools
 import warnings
-import zlib
 
 import numba
-from numba.core.registry import CPUDispatcher
 
 
 class NumbaCacheWarning(UserWarning):
@@ -24,10 +22,8 @@ def variant_name(name, function, options):
     """`name`, then each option and each value `function`'s closure captured, as one identifier.
 
     variant_name("kernel", f, {"parallel": True, "fastmath": {"contract"}}) for f capturing C = 1:
-    "kernel_fastmath-contract_parallel_C1". Only numbers, strings and booleans may be captured,
-    and functions compile_variant made, named by a checksum of their own variant name (theirs
-    are long, and the cache's file names hold both): the name must say everything the compiled
-    code depends on.
+    "kernel_fastmath-contract_parallel_C1". Only numbers, strings and booleans may be captured:
+    the name must say everything the compiled code depends on.
     """
     parts = [name]
     for key, value in sorted(options.items()):
@@ -40,9 +36,6 @@ def variant_name(name, function, options):
     captured = zip(function.__code__.co_freevars, function.__closure__ or ())
     for variable, cell in sorted(captured):
         value = cell.cell_contents
-        if isinstance(value, CPUDispatcher):
-            parts.append(f"{variable}{zlib.crc32(value.py_func.__qualname__.encode()):08x}")
-            continue
         if not isinstance(value, (int, float, str)):
             raise TypeError(f"{name}: a cached kernel may capture numbers only; {variable} is {type(value).__name__}")
         parts.append(f"{variable}{value}")

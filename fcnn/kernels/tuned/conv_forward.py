@@ -192,44 +192,20 @@ def filters_in_lanes_kernel(C, H, W, F, KH, KW, pad):
     For output row i and a block of J = min(LANES_COLUMNS, W') columns from j0, sums[j, f] for
     all F filters run over the whole C x KH x KW reduction. LLVM unrolls the kj and j loops, which
     leaves the loop over f innermost and unit-stride (weights reordered to wt[c, ki, kj, f]), so
-    it vectorises it (16 filters: one vector of 512 bits or two of 256), and keeps the J x F sums in
-    registers across the kernel rows ki: each broadcast input pixel feeds F/lanes FMAs, each
-    weight vector J. A last block that would run past W' starts at W' - J instead: its overlap
-    is written twice with the same values.
+    it vectorises it (16 filters: one vector of 512 bits or two of 256), and keeps the J x F sums
+    in registers across the kernel rows ki: each broadcast input pixel feeds F/lanes FMAs, each
+    weight vector J. A last block that would run past W' starts at W' - J instead: its overlap is
+    written twice with the same values.
 
-    The image's rows are a function of their own, inlined where the kernel calls it
-    (forceinline): LLVM then optimises that code twice, once on its own and once inlined, and
-    needs both rounds to keep the sums in registers (unrolled first, then promoted out of the
-    loops). Written inline it got one round in the process that compiled it, 2.5x slower on
-    Zen 5, and the second only where numba's disk cache loaded a copy linked and optimised again
-    (docs/ladder.md, "The forward on AMD EPYC Zen 5").
+    LLVM needs two rounds of optimisation to keep the sums in registers (the loops unrolled
+    first, then the sums promoted out of them). A process that loads this kernel from numba's
+    disk cache runs the copy that had both; the process that compiles it runs the prange body as
+    numba optimised it once, 2.5x slower on Zen 5 (docs/ladder.md, "The forward on AMD EPYC
+    Zen 5", has the figures and why a forceinline body, which mends it, was not kept).
     """
     Hp, Wp, H_out, W_out, _ = wide_sizes(H, W, KH, KW, pad)
     J = min(machine.LANES_COLUMNS, W_out)
     blocks = -(-W_out // J)
-
-    def image_rows(xpad, wt, b, out, n):
-        """out[n, f, i, j] = b[f] + sum_{c, ki, kj} wt[c, ki, kj, f] * xpad[c, (i + ki)*Wp + j + kj], J columns at a time."""
-        sums = np.empty((J, F), dtype=xpad.dtype)
-        for i in range(H_out):
-            for block in range(blocks):
-                j0 = min(block * J, W_out - J)
-                for j in range(J):
-                    for f in range(F):
-                        sums[j, f] = b[f]
-                for c in range(C):
-                    for ki in range(KH):
-                        row = (i + ki) * Wp + j0
-                        for f in range(F):
-                            for kj in range(KW):
-                                for j in range(J):
-                                    sums[j, f] += wt[c, ki, kj, f] * xpad[c, row + j + kj]
-                for j in range(J):
-                    for f in range(F):
-                        out[n, f, i, j0 + j] = sums[j, f]
-
-    rows = compile_variant(image_rows, "tuned_conv2d_forward_filters_in_lanes_rows",
-                           fastmath={"contract"}, error_model="numpy", forceinline=True)
 
     def kernel(x, w, b):
         N = x.shape[0]
@@ -241,7 +217,24 @@ def filters_in_lanes_kernel(C, H, W, F, KH, KW, pad):
                     for kj in range(KW):
                         wt[c, ki, kj, f] = w[f, c, ki, kj]
         for n in numba.prange(N):
-            rows(padded_planes(x[n], pad, Hp, Wp), wt, b, out, n)
+            xpad = padded_planes(x[n], pad, Hp, Wp)
+            sums = np.empty((J, F), dtype=x.dtype)
+            for i in range(H_out):
+                for block in range(blocks):
+                    j0 = min(block * J, W_out - J)
+                    for j in range(J):
+                        for f in range(F):
+                            sums[j, f] = b[f]
+                    for c in range(C):
+                        for ki in range(KH):
+                            row = (i + ki) * Wp + j0
+                            for f in range(F):
+                                for kj in range(KW):
+                                    for j in range(J):
+                                        sums[j, f] += wt[c, ki, kj, f] * xpad[c, row + j + kj]
+                    for j in range(J):
+                        for f in range(F):
+                            out[n, f, i, j0 + j] = sums[j, f]
         return out
 
     return compile_variant(kernel, "tuned_conv2d_forward_stride1_filters_in_lanes", **OPTIONS)
