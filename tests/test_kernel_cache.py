@@ -121,12 +121,13 @@ import sys
 import numpy as np
 import fcnn
 from fcnn.kernels.tuned.conv_forward import filters_in_lanes_kernel
+from fcnn.tree import tree_paths
 
 path, mode = sys.argv[1], sys.argv[2]
 params = fcnn.init("lenet5", seed=0)
 x = np.random.default_rng(1).random((4, 1, 28, 28)).astype(np.float32)
 loss, grads, logits = fcnn.loss_and_grads(params, x, np.array([3, 7, 1, 0]), "lenet5", backend="tuned")
-arrays = {"logits": logits, **{layer + "." + key: grads[layer][key] for layer in grads for key in grads[layer]}}
+arrays = {"logits": logits, **{".".join(path): array for path, array in tree_paths(grads)}}
 loaded = len(filters_in_lanes_kernel(6, 14, 14, 16, 5, 5, 0).stats.cache_hits)
 if mode == "write":
     assert loaded == 0, "the first process found the kernel cached already"

@@ -4,10 +4,10 @@ numba compiles for the host CPU, or for NUMBA_CPU_NAME / NUMBA_CPU_FEATURES when
 this module reads the same two settings the same way. On AVX-512 CPUs LLVM writes 256-bit
 vectors for some (the Intel Xeon measured, rocketlake) and 512-bit for others (AMD Zen 5,
 znver5), but either way it has 32 vector registers where AVX2 has 16, and that changes which
-register tile wins (docs/ladder.md). The tile is a pure function of the instruction set and the layer shape,
-chosen in Python before compiling and named in the compiled kernel's name, so a kernel loaded
-from numba's disk cache (whose index is keyed on the CPU name and features too) is the one a
-fresh compile makes. Every tile gives loop.py's numbers; FCNN_CONV_FORWARD_TILE forces one.
+register tile wins (docs/ladder.md). The tile is a pure function of the instruction set and
+the layer shape, chosen in Python before compiling and named in the compiled kernel's name, so
+a kernel loaded from numba's disk cache (whose index is keyed on the CPU name and features too)
+is the one a fresh compile makes. Every tile gives loop.py's numbers; FCNN_CONV_FORWARD_TILE forces one.
 """
 
 import functools
