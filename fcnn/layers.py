@@ -33,7 +33,8 @@ def dense_backward(dout, x, w):
 
     dout (N, M), x (N, D), w (D, M) -> dx (N, D), dw (D, M), db (M,)
     """
-    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+    # np.dot, not @: for a batch of one, @ leaves BLAS for its own loops (docs/performance.md).
+    return dout @ w.T, np.dot(x.T, dout), dout.sum(axis=0)
 
 
 def tanh_forward(x):
